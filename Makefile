@@ -1,0 +1,32 @@
+# The two README commands: `make test` and `make demo`. Both create .venv on a fresh machine and reuse it after.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-output
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+export TF_CPP_MIN_LOG_LEVEL = 2
+
+.PHONY: test demo install bench pretrained clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==25.3"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample
+	@echo "demo: sample shards in $(DEMO_DIR)/shards/"
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/ops.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from aeops.cli import main
+
+sys.exit(main())

