@@ -7,13 +7,15 @@ does not pay for TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
 import sys
+from typing import Callable
 
 from aeops import __version__
-from aeops.errors import AeopsError
+from aeops.errors import AeopsError, UsageError
 
 COMMANDS = {
     "ingest": ("pipelines.ingest", "image files, folders or globs -> TFRecord shards"),
@@ -22,37 +24,54 @@ COMMANDS = {
     "preview": ("aeops.preview", "a captioned grid of images and their augmented variants"),
     "evaluate": ("aeops.evaluate", "restoration quality of a model against classical baselines"),
 }
+USES_TENSORFLOW = {"train", "augment", "evaluate"}
 
 USAGE = "usage: aeops [--verbose] {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(
     f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()
 ) + "\n\nRun 'aeops COMMAND --help' for a command's options."
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line (a :class:`UsageError`, exit 2) instead of usage plus error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "--verbose" in argv
-    argv = [a for a in argv if a != "--verbose"]
-    if not argv or argv[0] in ("-h", "--help"):
+    words = [a for a in argv if a != "--verbose"]
+    if not words or words[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv else 2
-    if argv[0] == "--version":
+        return 0 if words else 2
+    if words[0] == "--version":
         print(f"aeops {__version__}")
         return 0
-    command, rest = argv[0], argv[1:]
+    command = words[0]
     if command not in COMMANDS:
         print(f"aeops: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return run_command(COMMANDS[command][0], rest, verbose)
+    rest = argv[argv.index(command) + 1 :] + (["--verbose"] if "--verbose" in argv[: argv.index(command)] else [])
+    preload = ("tensorflow",) if command in USES_TENSORFLOW else ()
+    return guarded(lambda args: importlib.import_module(COMMANDS[command][0]).run(args), rest, preload)
 
 
-def run_command(module_name: str, argv: list[str], verbose: bool) -> int:
-    """Run ``module.run(argv)``, turning every expected failure into one line and an exit code."""
+def guarded(run: Callable[[list[str]], int | None], argv: list[str], preload: tuple[str, ...] = ()) -> int:
+    """Call ``run(argv)``, turning every expected failure into one line on stderr and an exit code.
+
+    Used by the ``aeops`` command and by each ``python -m pipelines.X`` entry point alike. ``preload``
+    names modules imported first with stderr muted (TensorFlow's C++ start-up lines would otherwise
+    bury the one line a user needs), unless ``--verbose``.
+    """
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger().setLevel(logging.WARNING)
+        for name in preload:
+            quiet_import(name)
     try:
-        module = importlib.import_module(module_name)
-        result = module.run(argv)
+        result = run(argv)
     except AeopsError as exc:
         if verbose:
             raise
@@ -69,3 +88,20 @@ def run_command(module_name: str, argv: list[str], verbose: bool) -> int:
         print(f"aeops: {type(exc).__name__}: {exc} (run with --verbose for the traceback)", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def quiet_import(name: str) -> None:
+    """Import ``name`` with file descriptor 2 pointed at /dev/null: absl writes its pre-init lines there
+    from C++, below anything Python's ``sys.stderr`` or the logging level can silence."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        importlib.import_module(name)
+    except ImportError:
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aeops.errors import ConfigError
-
-Range = tuple[float, float]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _ordered(lo_hi: Range, name: str) -> None:
-    if lo_hi[0] > lo_hi[1]:
-        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(lo_hi)}")
+def Range(low: float, high: float):  # noqa: N802 - a type factory, used like a type
+    """``[a, b]`` with ``low <= a <= b <= high``; a fixed value is written ``[v, v]``."""
+
+    def check(pair: tuple[float, float]) -> tuple[float, float]:
+        if not low <= pair[0] <= pair[1] <= high:
+            raise ValueError(f"must be [a, b] with {low:g} <= a <= b <= {high:g}")
+        return pair
+
+    return Annotated[tuple[float, float], AfterValidator(check)]
 
 
 # --- the augmentation job (aeops augment) -------------------------------------------------------
@@ -107,20 +111,11 @@ class ModelConfig(Strict):
 
 
 class CorruptionConfig(Strict):
-    sigma: Range = Field((0.0, 55.0), description="Gaussian noise std on the 0-255 scale, drawn per sample")
+    sigma: Range(0, 255) = Field((0.0, 55.0), description="Gaussian noise std on the 0-255 scale, per sample")
     jpeg_p: float = Field(0.3, ge=0, le=1)
-    jpeg_quality: Range = (30.0, 95.0)
+    jpeg_quality: Range(1, 100) = (30.0, 95.0)
     blur_p: float = Field(0.1, ge=0, le=1)
-    blur_sigma: Range = (0.3, 1.2)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "CorruptionConfig":
-        _ordered(self.sigma, "sigma")
-        _ordered(self.jpeg_quality, "jpeg_quality")
-        _ordered(self.blur_sigma, "blur_sigma")
-        if self.sigma[0] < 0 or self.jpeg_quality[0] < 1 or self.jpeg_quality[1] > 100 or self.blur_sigma[0] < 0:
-            raise ValueError("sigma >= 0, 1 <= jpeg_quality <= 100, blur_sigma >= 0")
-        return self
+    blur_sigma: Range(0, 10) = (0.3, 1.2)
 
 
 class TrainConfig(Strict):

@@ -11,8 +11,7 @@ import json
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError as ProtoDecodeError
-from tensorflow.core.example import example_pb2, feature_pb2
-
+from aeops import example_proto as pb
 from aeops.errors import RecordError
 
 IMAGE = "image/encoded"
@@ -37,7 +36,7 @@ DEAD_STAGE = "dead/stage"
 DEAD_REASON = "dead/reason"
 DEAD_VARIANTS = "dead/variants"
 
-REWRITTEN = (IMAGE, FORMAT, HEIGHT, WIDTH, CHANNELS)
+DEAD_FEATURES = (DEAD_RECORD, DEAD_SOURCE, DEAD_STAGE, DEAD_REASON, DEAD_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Record:
 
     key: bytes
     image: bytes
-    example: example_pb2.Example
+    example: pb.Example
 
 
 def image_key(image: bytes) -> bytes:
@@ -56,7 +55,7 @@ def image_key(image: bytes) -> bytes:
 
 def parse(serialized: bytes) -> Record:
     try:
-        example = example_pb2.Example.FromString(serialized)
+        example = pb.Example.FromString(serialized)
     except (ProtoDecodeError, RuntimeWarning, ValueError) as exc:
         raise RecordError(f"not a tf.train.Example: {exc}", reason="not_an_example") from None
     features = example.features.feature
@@ -71,16 +70,20 @@ def parse(serialized: bytes) -> Record:
     return Record(key=key, image=image, example=example)
 
 
-def bytes_feature(*values: bytes) -> feature_pb2.Feature:
-    return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=list(values)))
+def bytes_feature(*values: bytes) -> pb.Feature:
+    return pb.Feature(bytes_list=pb.BytesList(value=list(values)))
 
 
-def int_feature(*values: int) -> feature_pb2.Feature:
-    return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=list(values)))
+def int_feature(*values: int) -> pb.Feature:
+    return pb.Feature(int64_list=pb.Int64List(value=list(values)))
 
 
-def serialize(features: dict[str, feature_pb2.Feature], base: example_pb2.Example | None = None) -> bytes:
-    example = example_pb2.Example()
+def float_feature(*values: float) -> pb.Feature:
+    return pb.Feature(float_list=pb.FloatList(value=list(values)))
+
+
+def serialize(features: dict[str, pb.Feature], base: pb.Example | None = None) -> bytes:
+    example = pb.Example()
     if base is not None:
         example.CopyFrom(base)
     for name, feature in features.items():
@@ -88,7 +91,7 @@ def serialize(features: dict[str, feature_pb2.Feature], base: example_pb2.Exampl
     return example.SerializeToString(deterministic=True)
 
 
-def image_features(image: bytes, fmt: str, height: int, width: int) -> dict[str, feature_pb2.Feature]:
+def image_features(image: bytes, fmt: str, height: int, width: int) -> dict[str, pb.Feature]:
     return {
         IMAGE: bytes_feature(image),
         FORMAT: bytes_feature(fmt.encode()),
@@ -139,7 +142,14 @@ def dead_letter_example(record: bytes, source: str, stage: str, reason: str, var
     )
 
 
-def feature_value(example: example_pb2.Example, name: str):
+def parse_dead_letter(serialized: bytes) -> dict:
+    """A dead-letter entry as a dict: record, source, stage, reason, variants."""
+    example = pb.Example.FromString(serialized)
+    entry = {name.split("/", 1)[1]: feature_value(example, name) for name in DEAD_FEATURES}
+    return {k: v.decode() if isinstance(v, bytes) and k != "record" else v for k, v in entry.items()}
+
+
+def feature_value(example: pb.Example, name: str):
     """The first value of feature ``name`` (bytes, int or float), or None when absent."""
     if name not in example.features.feature:
         return None

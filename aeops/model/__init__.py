@@ -1,0 +1,35 @@
+"""The denoising autoencoder: builder, corruption model, losses, tf.data input and export.
+
+``load(model_dir)`` is the one way the rest of aeops opens a model: the ``serving_default`` function of
+the SavedModel (uint8 ``images`` -> ``{"reconstruction": uint8}``) and its ``aeops_model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from aeops.errors import UsageError
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "denoiser"
+METADATA = "aeops_model.json"
+
+
+def load(model_dir: str | os.PathLike | None = None) -> tuple[Callable, dict[str, Any]]:
+    """(serving function, metadata) of the SavedModel in ``model_dir``; ``None`` = the shipped model."""
+    import tensorflow as tf
+
+    model_dir = str(model_dir or PRETRAINED)
+    if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise UsageError(f"model {model_dir!r}: no saved_model.pb there; pass a directory written by 'aeops train'")
+    meta_path = os.path.join(model_dir, METADATA)
+    metadata = json.loads(tf.io.gfile.GFile(meta_path).read()) if tf.io.gfile.exists(meta_path) else {}
+    try:
+        loaded = tf.saved_model.load(model_dir)
+        serve = loaded.signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
+        raise UsageError(f"model {model_dir!r} cannot be loaded ({type(exc).__name__}); re-export it with 'aeops train'") from None
+    serve._aeops_keepalive = loaded  # the signature alone does not keep the variables alive
+    return serve, metadata

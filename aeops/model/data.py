@@ -1,0 +1,187 @@
+"""tf.data input from TFRecord shards: parallel decode, a deterministic split, random crops and flips.
+
+Records follow CONTRACT §3: ``image/encoded`` in any format :mod:`aeops.codec` reads, ``image/key``
+optional (else the SHA-256 hex of the image bytes). The train/validation split hashes that key with
+SHA-256 — stable across runs, machines and Python versions, unlike ``hash()`` — so an image never moves
+between the two sets when shards are re-cut or re-ordered.
+
+Decoding goes through :func:`aeops.codec.decode` (EXIF orientation, alpha over white, 16-bit, WebP and
+TIFF — what ``tf.io.decode_image`` does not all do), run in parallel by tf.data. A record that does not
+decode is skipped and counted, never fatal: one bad photo must not stop an hours-long run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from aeops import codec, schema, storage, tfrecord
+from aeops.config import TrainConfig
+from aeops.errors import DecodeError, UsageError
+from aeops.model.corruption import add_noise, corrupt, quantize
+
+log = logging.getLogger(__name__)
+
+CACHE_BYTES = 256 << 20  # shards smaller than this are decoded once and kept in memory
+VALIDATION_SIGMA = 25.0  # validation PSNR is reported at the sigma the targets are stated at
+VALIDATION_CROP = 256
+
+
+@dataclass(frozen=True)
+class Shards:
+    """The training data: TFRecord files and a fingerprint of their contents."""
+
+    paths: tuple[str, ...]
+    total_bytes: int
+    fingerprint: str
+
+
+def resolve(data: str | None, workdir: str | None = None) -> Shards:
+    """``data`` glob -> shards; ``None`` packs the embedded sample images into one shard in ``workdir``."""
+    if data is None:
+        workdir = workdir or tempfile.mkdtemp(prefix="aeops-sample-")
+        data = pack_sample(os.path.join(workdir, "sample-00000-of-00001.tfrecord"))
+    matches = storage.match(data)
+    if not matches:
+        raise UsageError(f"--data {data!r} matches no files: pass a TFRecord glob such as 'shards/train-*.tfrecord'")
+    digest = hashlib.sha256()
+    for path, size in matches:
+        digest.update(f"{os.path.basename(path)}\0{size}\0".encode())
+        with storage.open_read(path) as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return Shards(tuple(p for p, _ in matches), sum(s for _, s in matches), digest.hexdigest())
+
+
+def pack_sample(path: str) -> str:
+    """The embedded sample photographs as one TFRecord shard (keys left out: the SHA-256 rule applies)."""
+    from aeops.sample import sample_paths
+
+    with open(path, "wb") as stream:
+        tfrecord.write_records(stream, (schema.serialize({schema.IMAGE: schema.bytes_feature(p.read_bytes())})
+                                        for p in sample_paths()))
+    return path
+
+
+def split_fraction(key: bytes) -> float:
+    """A key's place in [0, 1): the first 8 bytes of its SHA-256. Below ``validation_fraction`` = validation."""
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2.0**64
+
+
+def records(shards: Shards) -> tf.data.Dataset:
+    """(key, image bytes) of every record; GZIP detected by suffix, per file, as the contract says."""
+    plain = [p for p in shards.paths if not tfrecord.is_gzip(p)]
+    gzipped = [p for p in shards.paths if tfrecord.is_gzip(p)]
+    parts = [tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
+             for group, kind in ((plain, ""), (gzipped, "GZIP")) if group]
+    dataset = parts[0] if len(parts) == 1 else parts[0].concatenate(parts[1])
+    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string), schema.KEY: tf.io.FixedLenFeature([], tf.string, "")}
+
+    def parse(serialized):
+        example = tf.io.parse_single_example(serialized, spec)
+        return _key(example[schema.KEY], example[schema.IMAGE]), example[schema.IMAGE]
+
+    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _key(key: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
+    def sha(data: bytes) -> bytes:
+        return schema.image_key(data)
+
+    fallback = tf.numpy_function(sha, [image], tf.string, stateful=False)
+    return tf.where(tf.strings.length(key) > 0, key, tf.reshape(fallback, []))
+
+
+def split(dataset: tf.data.Dataset, fraction: float, validation: bool) -> tf.data.Dataset:
+    def place(key):
+        return np.float64(split_fraction(key))
+
+    def keep(key, _image):
+        below = tf.reshape(tf.numpy_function(place, [key], tf.float64, stateful=False), []) < fraction
+        return below if validation else tf.logical_not(below)
+
+    return dataset.filter(keep)
+
+
+def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(key, bytes) -> float RGB ``(h, w, 3)`` in [0, 1]; undecodable records are skipped with a warning."""
+
+    def read(data: bytes) -> np.ndarray:
+        try:
+            return codec.decode(data)
+        except DecodeError as exc:
+            log.warning("skipping an undecodable training image: %s", exc)
+            return np.zeros((0, 0, 3), np.uint8)
+
+    def to_float(_key, data):
+        image = tf.numpy_function(read, [data], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return tf.image.convert_image_dtype(image, tf.float32)
+
+    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.filter(lambda image: tf.reduce_prod(tf.shape(image)) > 0)
+
+
+def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
+    """Endless batches of (corrupted, clean) random crops with random flips, reproducible from ``config.seed``."""
+    images = decoded(split(records(shards), config.validation_fraction, validation=False))
+    if shards.total_bytes <= CACHE_BYTES:
+        images = images.cache()
+    images = images.repeat().shuffle(256, seed=config.seed)
+    seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+    crop, corruption = config.crop_size, config.corruption
+
+    def sample(image, seed):
+        seed = tf.random.experimental.stateless_split(seed, num=4)
+        image = _at_least(image, crop)
+        image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed[0])
+        image = tf.image.stateless_random_flip_left_right(image, seed[1])
+        image = tf.image.stateless_random_flip_up_down(image, seed[2])
+        clean = quantize(image)
+        return corrupt(clean, seed[3], corruption), clean
+
+    pairs = tf.data.Dataset.zip(images, seeds).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    return pairs.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset | None:
+    """Centre crops of the validation images with fixed noise at sigma 25: the same numbers every epoch.
+
+    ``None`` when no image falls in the validation share (a tiny data set or ``validation_fraction: 0``).
+    """
+    if config.validation_fraction <= 0:
+        return None
+    images = decoded(split(records(shards), config.validation_fraction, validation=True))
+    images = images.map(lambda image: tf.image.resize_with_crop_or_pad(image, VALIDATION_CROP, VALIDATION_CROP))
+    images = images.cache()
+    if not any(True for _ in images.take(1)):
+        return None
+
+    def noisy(index, image):
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+        return add_noise(image, VALIDATION_SIGMA, seed), image
+
+    return images.enumerate().map(noisy).batch(4)
+
+
+def _at_least(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Upscale an image smaller than the crop so every image yields one; rare, so quality matters little."""
+    shape = tf.shape(image)
+    short = tf.minimum(shape[0], shape[1])
+
+    def grow():
+        scale = size / tf.cast(short, tf.float32)
+        new = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
+        return tf.image.resize(image, tf.maximum(new, size))
+
+    return tf.cond(short < size, grow, lambda: image)
+
+
+def count(dataset: tf.data.Dataset) -> int:
+    return int(dataset.reduce(0, lambda n, _: n + 1))

@@ -1,0 +1,102 @@
+"""Export per CONTRACT §5: a SavedModel whose ``serving_default`` maps uint8 ``images`` to uint8
+``reconstruction`` for any height and width, and ``aeops_model.json`` beside it.
+
+The padding lives inside the graph, so no caller (the Beam handler, a user with plain
+``tf.saved_model.load``) has to know the network's multiple. Padding mirrors the border (``SYMMETRIC``)
+rather than adding zeros, which the network would read as a dark edge and "restore".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeops.model.architecture import build_autoencoder, multiple
+
+from aeops.model import METADATA
+FORMAT = "aeops-denoiser/1"
+MIN_SIDE, MAX_SIDE = 8, 4096
+SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+
+
+def pad_to_multiple(images: tf.Tensor, m: int) -> tf.Tensor:
+    """Mirror-pad ``(b, h, w, c)`` at the bottom and right up to multiples of ``m``.
+
+    A mirror pad can add at most the current size, so it is applied in rounds (each at most doubling):
+    an 8-pixel image still reaches a multiple of 64.
+    """
+    shape = tf.shape(images)
+    need_h, need_w = (-shape[1]) % m, (-shape[2]) % m
+    size_h, size_w = shape[1], shape[2]
+    for _ in range(max(1, (m // MIN_SIDE).bit_length())):
+        add_h, add_w = tf.minimum(need_h, size_h), tf.minimum(need_w, size_w)
+        images = tf.pad(images, [[0, 0], [0, add_h], [0, add_w], [0, 0]], mode="SYMMETRIC")
+        need_h, need_w, size_h, size_w = need_h - add_h, need_w - add_w, size_h + add_h, size_w + add_w
+    return images
+
+
+class Denoiser(tf.Module):
+    """What is saved: the Keras network and the uint8 serving function around it."""
+
+    def __init__(self, network: keras.Model, m: int):
+        super().__init__(name="aeops_denoiser")
+        self.network = network
+        self.m = m
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(self, images):
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        x = tf.cast(images, tf.float32) / 255.0
+        y = self.network(pad_to_multiple(x, self.m), training=False)[:, :height, :width, :]
+        y = tf.round(tf.clip_by_value(tf.cast(y, tf.float32), 0.0, 1.0) * 255.0)
+        return {"reconstruction": tf.cast(y, tf.uint8)}
+
+
+def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
+    """The same weights in a float32 network: a mixed-precision model would serve float16 on a CPU, slowly."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_autoencoder(**architecture)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(network.get_weights())
+    return copy
+
+
+def export(network: keras.Model, architecture: dict[str, Any], model_dir: str, metadata: dict[str, Any]) -> str:
+    """Write the SavedModel and ``aeops_model.json`` into ``model_dir``; returns the model's sha256."""
+    network = float32_copy(network, architecture)
+    module = Denoiser(network, multiple(architecture["depth"]))
+    tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve})
+    digest = model_sha256(model_dir)
+    full = {
+        "format": FORMAT,
+        "signature": {"name": "serving_default", "input": "images", "output": "reconstruction",
+                      "dtype": "uint8", "min_side": MIN_SIDE, "max_side": MAX_SIDE},
+        "architecture": {"builder": "aeops.model.architecture.build_autoencoder", **architecture,
+                         "multiple": multiple(architecture["depth"]), "parameters": int(network.count_params())},
+        **metadata,
+        "sha256": digest,
+    }
+    tmp = os.path.join(model_dir, METADATA + ".tmp")
+    Path(tmp).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, os.path.join(model_dir, METADATA))
+    return digest
+
+
+def model_sha256(model_dir: str) -> str:
+    """SHA-256 over the SavedModel's own files (relative path and content): not the metadata, not checkpoints."""
+    digest = hashlib.sha256()
+    root = Path(model_dir)
+    files = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] in SAVED_MODEL_PARTS]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

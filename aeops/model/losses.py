@@ -1,0 +1,41 @@
+"""Training losses on float images in [0, 1]: the seed's MSE, and L1 / SSIM options.
+
+Computed in float32 even under mixed precision: squared errors of 8-bit-scale residuals underflow in
+float16.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def mse(clean, restored):
+    return tf.reduce_mean(tf.square(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32)))
+
+
+def l1(clean, restored):
+    return tf.reduce_mean(tf.abs(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32)))
+
+
+def ssim(clean, restored):
+    """1 - SSIM, so lower is better like the others; SSIM alone can shift colour, hence ``mse+ssim``."""
+    restored = tf.clip_by_value(tf.cast(restored, tf.float32), 0.0, 1.0)
+    return 1.0 - tf.reduce_mean(tf.image.ssim(tf.cast(clean, tf.float32), restored, max_val=1.0))
+
+
+def mse_ssim(clean, restored):
+    """MSE for fidelity plus a small SSIM term for structure; 0.01 keeps MSE (hence PSNR) dominant."""
+    return mse(clean, restored) + 0.01 * ssim(clean, restored)
+
+
+LOSSES = {"mse": mse, "l1": l1, "ssim": ssim, "mse+ssim": mse_ssim}
+
+
+def get(name: str):
+    return LOSSES[name]
+
+
+def psnr(clean, restored):
+    """Mean PSNR in dB of a batch, for progress lines and validation: the number the targets are stated in."""
+    restored = tf.clip_by_value(tf.cast(restored, tf.float32), 0.0, 1.0)
+    return tf.reduce_mean(tf.image.psnr(tf.cast(clean, tf.float32), restored, max_val=1.0))

@@ -1,0 +1,6 @@
+"""Shared fixtures. Servers (GCS on loopback) live in tests/gcs_servers.py; the few-step model in
+tests/model_fixtures.py."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,40 @@
+"""The command line as a user meets it: subprocesses, exit codes, one line on stderr."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def aeops(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "aeops", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_every_command():
+    result = aeops("--help")
+    assert result.returncode == 0
+    for name in ("ingest", "train", "augment", "preview", "evaluate"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["frobnicate"], 2, "unknown command 'frobnicate'"),
+        (["ingest", "--output", "x", "missing-dir/*.png"], 2, "matches no image file"),
+        (["ingest", "--bogus-flag", "--sample", "--output", "x"], 2, "unrecognized arguments: --bogus-flag"),
+    ],
+)
+def test_errors_are_one_clear_line(args, code, text):
+    result = aeops(*args)
+    assert result.returncode == code
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and text in lines[0]
+
+
+def test_module_entry_points_share_the_guard(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.ingest", "--output", str(tmp_path / "x"), str(tmp_path / "none.png")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0

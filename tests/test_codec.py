@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from aeops import codec
+from aeops.errors import (
+    CorruptImageError,
+    DecodeError,
+    EmptyImageError,
+    ImageTooLargeError,
+    TruncatedImageError,
+    UnknownFormatError,
+)
+from tests.images import gradient, pil_bytes, png16, png_header_claiming, with_exif_orientation
+
+RGB = gradient()
+
+
+@pytest.mark.parametrize(
+    "fmt, params, exact",
+    [
+        ("PNG", {}, True),
+        ("BMP", {}, True),
+        ("TIFF", {}, True),
+        ("TIFF", {"compression": "tiff_lzw"}, True),
+        ("WEBP", {"lossless": True}, True),
+        ("JPEG", {"quality": 95}, False),
+        ("WEBP", {"quality": 90}, False),
+    ],
+)
+def test_decodes_every_rgb_format(fmt, params, exact):
+    decoded = codec.decode(pil_bytes(Image.fromarray(RGB), fmt, **params))
+    assert decoded.dtype == np.uint8 and decoded.shape == RGB.shape
+    if exact:
+        np.testing.assert_array_equal(decoded, RGB)
+    else:
+        assert np.abs(decoded.astype(int) - RGB).mean() < 6
+
+
+def test_gif_palette_becomes_rgb():
+    data = pil_bytes(Image.fromarray(RGB).quantize(64), "GIF")
+    decoded = codec.decode(data)
+    assert decoded.shape == RGB.shape
+    assert np.abs(decoded.astype(int) - RGB).mean() < 12
+
+
+def test_grayscale_is_replicated_to_three_channels():
+    gray = RGB[:, :, 0]
+    decoded = codec.decode(pil_bytes(Image.fromarray(gray, "L"), "PNG"))
+    assert decoded.shape == RGB.shape
+    for c in range(3):
+        np.testing.assert_array_equal(decoded[:, :, c], gray)
+
+
+def test_16bit_png_is_scaled_not_clipped():
+    rgb16 = RGB.astype(np.uint16) * 257
+    np.testing.assert_array_equal(codec.decode(png16(rgb16)), RGB)
+    gray16 = rgb16[:, :, 1]
+    np.testing.assert_array_equal(codec.decode(png16(gray16))[:, :, 2], RGB[:, :, 1])
+
+
+def test_alpha_is_composited_over_white():
+    rgba = np.dstack([RGB, np.zeros(RGB.shape[:2], np.uint8)])
+    rgba[:, :16, 3] = 255
+    decoded = codec.decode(pil_bytes(Image.fromarray(rgba, "RGBA"), "PNG"))
+    np.testing.assert_array_equal(decoded[:, :16], RGB[:, :16])
+    assert (decoded[:, 16:] == 255).all()
+
+
+def test_palette_with_transparency_and_cmyk():
+    palette = Image.fromarray(RGB).quantize(16)
+    palette.info["transparency"] = 0
+    assert codec.decode(pil_bytes(palette, "PNG", transparency=0)).shape == RGB.shape
+    cmyk = Image.fromarray(RGB).convert("CMYK")
+    assert np.abs(codec.decode(pil_bytes(cmyk, "JPEG", quality=95)).astype(int) - RGB).mean() < 8
+
+
+@pytest.mark.parametrize("orientation, expected", [(1, (24, 32)), (3, (24, 32)), (6, (32, 24)), (8, (32, 24))])
+def test_exif_orientation_is_applied(orientation, expected):
+    decoded = codec.decode(with_exif_orientation(Image.fromarray(RGB), orientation))
+    assert decoded.shape[:2] == expected
+    if orientation == 6:  # rotate 90 degrees clockwise to display: the top-left corner goes top-right
+        assert np.abs(decoded[0, -1].astype(int) - RGB[0, 0]).sum() < 30
+
+
+def test_probe_reads_the_header_only():
+    assert codec.probe(pil_bytes(Image.fromarray(RGB), "PNG")) == ("png", 32, 24)
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"", EmptyImageError),
+        (b"this is not an image at all" * 10, UnknownFormatError),
+        (bytes(range(256)) * 4, UnknownFormatError),
+    ],
+)
+def test_bad_bytes_raise_typed_errors(data, error):
+    with pytest.raises(error) as info:
+        codec.decode(data)
+    assert info.value.reason and str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_images_are_rejected(fmt):
+    big = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    data = pil_bytes(Image.fromarray(big), fmt)
+    with pytest.raises(DecodeError) as info:
+        codec.decode(data[: len(data) // 2])
+    assert isinstance(info.value, (TruncatedImageError, CorruptImageError))
+
+
+def test_decompression_bomb_is_rejected_before_decoding():
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        codec.decode(png_header_claiming(20_000, 20_000))
+    with pytest.raises(ImageTooLargeError):
+        codec.decode(png_header_claiming(100_000, 100_000))  # beyond Pillow's own bomb limit too
+    with pytest.raises(ImageTooLargeError):
+        codec.decode(pil_bytes(Image.fromarray(RGB), "PNG"), max_pixels=100)
+
+
+@pytest.mark.parametrize("fmt", codec.ENCODINGS)
+def test_encode_round_trip(fmt):
+    data = codec.encode(RGB, fmt, quality=100)
+    decoded = codec.decode(data)
+    assert decoded.shape == RGB.shape
+    assert np.abs(decoded.astype(int) - RGB).mean() < (0.01 if fmt == "png" else 4)
+
+
+def test_encode_quality_changes_size_and_is_deterministic():
+    noisy = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert len(codec.encode(noisy, "jpeg", 30)) < len(codec.encode(noisy, "jpeg", 95))
+    assert codec.encode(noisy, "jpeg", 80) == codec.encode(noisy, "jpeg", 80)
+
+
+def test_encode_rejects_bad_input():
+    with pytest.raises(ValueError):
+        codec.encode(RGB, "gif")
+    with pytest.raises(ValueError):
+        codec.encode(RGB.astype(np.float32), "png")

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from aeops import config
+from aeops.config import PipelineConfig, TrainConfig
+from aeops.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load():
+    for name in ("local", "train"):
+        cls = TrainConfig if name == "train" else PipelineConfig
+        path = f"configs/{name}.yaml"
+        try:
+            config.load(cls, path)
+        except ConfigError as exc:
+            if "not found" not in str(exc):
+                raise
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = config.load(PipelineConfig, write(tmp_path, "augment:\n  variants: 3\n"), ["inference.max_batch_size=32"])
+    assert cfg.augment.variants == 3 and cfg.inference.max_batch_size == 32
+    assert cfg.augment.outputs_per_record == 4
+    cfg = config.load(PipelineConfig, None, ["augment.keep_original=false", "encode.format=png", "seed=7"])
+    assert (cfg.augment.keep_original, cfg.encode.format, cfg.seed) == (False, "png", 7)
+
+
+@pytest.mark.parametrize(
+    "text, overrides, expected",
+    [
+        ("augment:\n  variantz: 3\n", [], "unknown key 'augment.variantz'; allowed here: keep_original, ops, variants"),
+        ("", ["inference.max_batch_size=0"], "inference.max_batch_size = 0: Input should be greater than or equal to 1"),
+        ("", ["encode.format=gif"], "encode.format = 'gif': Input should be 'jpeg', 'png' or 'webp'"),
+        ("", ["inference.fraction=1.5"], "inference.fraction = 1.5"),
+        ("", ["bogus=1"], "unknown key 'bogus'"),
+        ("", ["augment.variants=0", "augment.keep_original=false"], "nothing would be written"),
+        ("augment: [1, 2", [], "not valid YAML"),
+        ("- a\n- b\n", [], "top level must be a mapping"),
+        ("", ["novalue"], "expected KEY=VALUE"),
+    ],
+)
+def test_errors_are_one_line_naming_the_key(tmp_path, text, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        config.load(PipelineConfig, write(tmp_path, text), overrides)
+    message = str(info.value)
+    assert expected in message and "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(PipelineConfig, "nope.yaml")
+
+
+def test_train_ranges_validated():
+    with pytest.raises(ConfigError, match="corruption.sigma"):
+        config.load(TrainConfig, None, ["corruption.sigma=[30, 10]"])
+
+
+def test_canonical_json_is_order_independent(tmp_path):
+    a = config.load(PipelineConfig, write(tmp_path, "seed: 1\naugment:\n  variants: 2\n  keep_original: false\n"))
+    b = config.load(PipelineConfig, None, ["augment.keep_original=false", "augment.variants=2", "seed=1"])
+    assert config.canonical_json(a) == config.canonical_json(b)
+    assert json.loads(config.canonical_json(a))["augment"]["variants"] == 2
+    assert "beam" not in a.content() and "output" not in a.content()
