@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aeops.errors import ConfigError
 
@@ -43,6 +43,15 @@ class AugmentConfig(Strict):
     variants: int = Field(4, ge=0, le=1000, description="augmented variants per source record")
     keep_original: bool = Field(True, description="also emit the source itself as variant 0")
     ops: list[dict[str, Any]] = Field(default_factory=list, description="[{op, p, ...ranges}], applied in order")
+
+    @field_validator("ops")
+    @classmethod
+    def _buildable(cls, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Build the op pipeline once at load time, so a bad op list fails before any pipeline starts."""
+        from aeops.ops import build  # here, so loading a config for another job never imports OpenCV
+
+        build(ops)
+        return ops
 
     @model_validator(mode="after")
     def _some_output(self) -> "AugmentConfig":
