@@ -159,7 +159,7 @@ class Publisher:
     def _race(self, version: str, current: Latest) -> PublishRaceError:
         return PublishRaceError(
             f"another run published first: {self.root}/{LATEST} now names {current.name or '(nothing)'}; "
-            f"this run's {version} is left unnamed (rerun to publish it)", reason="publish_race")
+            f"this run's {version} is left unnamed (rerun to publish it)")
 
 
 class _Conflict(Exception):
