@@ -13,7 +13,7 @@ import numpy as np
 
 from aeops.ops.params import Range, check_p, fires
 from aeops.ops.registry import lookup
-from aeops.seeding import children, variant_rng
+from aeops.seeding import children, variant_children
 
 Lineage = list[dict[str, Any]]
 GROUPS = ("one_of", "some_of")
@@ -26,7 +26,7 @@ class Pipeline:
         self.steps = tuple(steps)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
-        return _run(self.steps, range(len(self.steps)), image, rng)
+        return _run(self.steps, range(len(self.steps)), image, children(rng, len(self.steps)))
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -41,7 +41,8 @@ class OneOf:
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
         if not fires(rng, self.p):
             return image, []
-        return _run(self.steps, [int(rng.integers(len(self.steps)))], image, rng)
+        generators = children(rng, len(self.steps))
+        return _run(self.steps, [int(rng.integers(len(self.steps)))], image, generators)
 
 
 class SomeOf:
@@ -54,14 +55,15 @@ class SomeOf:
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
         if not fires(rng, self.p):
             return image, []
+        generators = children(rng, len(self.steps))
         count = int(rng.integers(self.n[0], self.n[1], endpoint=True))
         picked = sorted(rng.choice(len(self.steps), size=count, replace=False).tolist())
-        return _run(self.steps, picked, image, rng)
+        return _run(self.steps, picked, image, generators)
 
 
-def _run(steps: tuple, picked, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
-    """Apply ``steps[i]`` for ``i`` in ``picked``; step ``i`` always gets child generator ``i``."""
-    generators = children(rng, len(steps))
+def _run(steps: tuple, picked, image: np.ndarray, generators: list) -> tuple[np.ndarray, Lineage]:
+    """Apply ``steps[i]`` for ``i`` in ``picked`` with ``generators[i]``: a step's child generator never
+    depends on which other steps were picked."""
     lineage: Lineage = []
     for index in picked:
         image, entries = steps[index](image, generators[index])
@@ -129,7 +131,8 @@ def augment(pipeline: Pipeline, image: np.ndarray, seed: int, key: bytes, varian
     _check_image(image)
     if variant == 0:
         return image, []
-    return pipeline(image, variant_rng(seed, key, variant))
+    steps = pipeline.steps
+    return _run(steps, range(len(steps)), image, variant_children(seed, key, variant, len(steps)))
 
 
 def replay(image: np.ndarray, lineage: Lineage) -> np.ndarray:
