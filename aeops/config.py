@@ -105,8 +105,10 @@ class PipelineConfig(Strict):
     beam: dict[str, Any] = Field(default_factory=dict, description="Beam pipeline options; flags override")
 
     def content(self) -> dict[str, Any]:
-        """What decides the output's bytes: everything but where it runs and where it writes."""
-        return self.model_dump(mode="json", exclude={"beam", "input", "output"})
+        """What decides the output's bytes: not where it runs, reads or writes, nor where the model lies
+        (the model's own hash enters the fingerprint instead)."""
+        return self.model_dump(mode="json", exclude={"beam": True, "input": True, "output": True,
+                                                     "inference": {"model_dir"}})
 
 
 # --- the training job (aeops train) --------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""The RunInference model handler: batches of uint8 images -> restored uint8 images, over our SavedModel.
+
+Beam's own TensorFlow handler loads with Keras 3's ``load_model``, which rejects SavedModel directories
+(apache/beam#30616), so this handler opens the model with ``tf.saved_model.load`` (via
+:func:`aeops.model.load`) and calls its ``serving_default`` signature.
+
+Images of different sizes share a batch by padding: each image is padded (mirror) to its own *bucket
+shape*, height and width rounded up to ``pad_multiple``, and the handler runs one sub-batch per bucket
+shape, then crops every result back. Because the pad depends only on the image's own size, an image's
+pixels do not depend on which other images shared its batch (up to float-kernel rounding; see
+``deterministic``). The padded pixels are counted, so the overhead of bucketing is measured, not guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler
+
+from aeops import storage
+
+NAMESPACE = "aeops"
+# Bucket boundaries over padded area (pixels): batches mix sizes only within one of these ranges.
+AREA_BOUNDARIES = [s * s for s in (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072)]
+
+
+def bucket_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, int]:
+    """(height, width) rounded up to ``multiple``: the shape an image is padded to for batching."""
+    return -(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple
+
+
+class Restorer:
+    """The loaded serving function, in a class so RunInference can hold a weak reference to it."""
+
+    def __init__(self, serve, sha256: str):
+        self.serve = serve
+        self.sha256 = sha256
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.serve(images=batch)["reconstruction"].numpy()
+
+
+class ImageRestorationHandler(ModelHandler[np.ndarray, np.ndarray, Restorer]):
+    """uint8 ``(H, W, 3)`` in, uint8 ``(H, W, 3)`` out, one model per worker process shared by its threads."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        pad_multiple: int = 32,
+        min_batch_size: int = 1,
+        max_batch_size: int = 16,
+        max_batch_duration_secs: float | None = None,
+        deterministic: bool = False,
+    ):
+        multiple = pad_multiple
+        bucketing = {}
+        if max_batch_duration_secs is not None:
+            # Length bucketing only exists on Beam's stateful batching path, which this duration enables.
+            bucketing = dict(
+                max_batch_duration_secs=max_batch_duration_secs,
+                batch_length_fn=lambda element: _padded_area(element, multiple),
+                batch_bucket_boundaries=AREA_BOUNDARIES,
+            )
+        super().__init__(
+            min_batch_size=1 if deterministic else min_batch_size,
+            max_batch_size=1 if deterministic else max_batch_size,
+            env_vars={"TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+            **bucketing,
+        )
+        self.model_dir = model_dir
+        self.pad_multiple = pad_multiple
+        self.deterministic = deterministic
+        self._padded = Metrics.counter(NAMESPACE, "inference_padded_pixels")
+        self._real = Metrics.counter(NAMESPACE, "inference_real_pixels")
+        self._batches = Metrics.distribution(NAMESPACE, "inference_batch_size")
+
+    def load_model(self) -> Restorer:
+        import tensorflow as tf
+
+        from aeops.model import load
+
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        serve, metadata = load(local_copy(self.model_dir))
+        return Restorer(serve, metadata.get("sha256", ""))
+
+    def run_inference(
+        self, batch: Sequence[np.ndarray], model: Restorer, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[np.ndarray]:
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, image in enumerate(batch):
+            groups[bucket_shape(image.shape, self.pad_multiple)].append(index)
+        results: list[np.ndarray | None] = [None] * len(batch)
+        for (height, width), indices in groups.items():
+            stacked = np.stack([pad_to(batch[i], height, width) for i in indices])
+            restored = model(stacked)
+            for row, i in enumerate(indices):
+                results[i] = restored[row, : batch[i].shape[0], : batch[i].shape[1]]
+            self._padded.inc(len(indices) * height * width)
+            self._batches.update(len(indices))
+        self._real.inc(sum(image.shape[0] * image.shape[1] for image in batch))
+        return results
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(image.nbytes for image in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Mirror-pad at the bottom and right to ``(height, width)`` (in rounds: a mirror adds at most its size)."""
+    while image.shape[0] < height or image.shape[1] < width:
+        add_h = min(height - image.shape[0], image.shape[0])
+        add_w = min(width - image.shape[1], image.shape[1])
+        image = np.pad(image, ((0, add_h), (0, add_w), (0, 0)), mode="symmetric")
+    return image
+
+
+def _padded_area(element: Any, multiple: int) -> int:
+    image = element[1] if isinstance(element, tuple) else element
+    height, width = bucket_shape(image.shape, multiple)
+    return height * width
+
+
+def local_copy(model_dir: str) -> str:
+    """A local directory holding the model: ``model_dir`` itself, or a copy of a ``gs://`` one.
+
+    Copying through :mod:`aeops.storage` (Beam's filesystems) makes any store Beam can read, the test
+    emulator included, a place a model can live, whatever TensorFlow's own filesystems support.
+    """
+    if not storage.is_remote(model_dir):
+        return model_dir
+    base = model_dir.rstrip("/")
+    target = tempfile.mkdtemp(prefix="aeops-model-")
+    for path, _ in storage.match(base + "/**"):
+        local = os.path.join(target, path[len(base) + 1 :])
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with storage.open_read(path) as source, open(local, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+    return target

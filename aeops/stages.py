@@ -1,0 +1,481 @@
+"""The named PTransforms of the augmentation job, in the order a record meets them.
+
+    ReadShards -> Augment -> Restore -> Encode -> WriteShards
+         \\___________\\__________\\________\\____> WriteDeadLetter
+
+Every stage that can fail for one record has a ``dead`` output: a :class:`Dead` row with the original
+record, the stage and the reason, never a log line. Nothing between reading and writing forces a
+shuffle (unless ``inference.max_batch_duration_secs`` asks for Beam's stateful shape bucketing), so
+records stream through and memory stays flat however large the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.tfrecordio import WriteToTFRecord
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from aeops import codec, metrics, schema, storage, tfrecord
+from aeops.config import PipelineConfig
+from aeops.errors import AeopsError, RecordError
+from aeops.inference import NAMESPACE, ImageRestorationHandler, bucket_shape
+from aeops.ops import augment, build
+from aeops.report import thumbnail
+from aeops.seeding import variant_entropy
+
+DEAD = "dead"
+SAMPLE = "sample"
+STAGES = ("read", "decode", "augment", "infer", "encode")
+
+
+class Dead(NamedTuple):
+    """One dead-letter row (CONTRACT §4): it stands for ``variants`` outputs that were not written."""
+
+    record: bytes
+    source: str
+    stage: str
+    reason: str
+    variants: int
+
+    @classmethod
+    def of(cls, record: bytes, source: str, stage: str, error: BaseException, variants: int) -> "Dead":
+        slug = getattr(error, "reason", None) or type(error).__name__
+        return cls(record, source, stage, f"{slug}: {error}"[:1000], variants)
+
+    def serialize(self) -> bytes:
+        return schema.dead_letter_example(self.record, self.source, self.stage, self.reason, self.variants)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What travels with one output image: enough to write its record or its dead letter."""
+
+    source: str
+    record: bytes
+    key: bytes
+    variant: int
+    ops: tuple
+    restore: bool
+    thumbnail: np.ndarray | None = None
+
+
+def count(name: str, stage: str | None = None):
+    return Metrics.counter(NAMESPACE, f"{stage}/{name}" if stage else name)
+
+
+def dead_counter(dead: Dead):
+    return count(dead.reason.split(":", 1)[0], f"dead_letter/{dead.stage}")
+
+
+# --- read ----------------------------------------------------------------------------------------
+
+
+class _ReadFrames(beam.DoFn):
+    """Frames of one shard, read by hand so that damage becomes a dead letter instead of a failed job."""
+
+    def __init__(self, outputs_per_record: int):
+        self.outputs_per_record = outputs_per_record
+        self.records = count("records_read", "read")
+
+    def process(self, readable: fileio.ReadableFile):
+        path = readable.metadata.path
+        with storage.open_read(path) as stream:
+            for frame in tfrecord.read_frames(stream, tfrecord.is_gzip(path)):
+                self.records.inc()
+                if frame.error:
+                    dead = Dead(frame.data, path, "read", f"damaged_shard: {frame.error} at byte {frame.offset}",
+                                self.outputs_per_record)
+                    dead_counter(dead).inc()
+                    yield beam.pvalue.TaggedOutput(DEAD, dead)
+                else:
+                    yield path, frame.data
+
+
+class ReadShards(beam.PTransform):
+    """TFRecord shards matching ``pattern`` (local or gs://, GZIP by ``.gz``) -> (source file, record bytes)."""
+
+    def __init__(self, pattern: str, outputs_per_record: int):
+        super().__init__()
+        self.pattern = pattern
+        self.outputs_per_record = outputs_per_record
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "MatchShards" >> fileio.MatchFiles(self.pattern)
+            | "SpreadShards" >> beam.Reshuffle()
+            | "OpenShards" >> fileio.ReadMatches()
+            | "ReadFrames" >> beam.ParDo(_ReadFrames(self.outputs_per_record)).with_outputs(DEAD, main="records")
+        )
+
+
+# --- parse, decode, augment ----------------------------------------------------------------------
+
+
+def restore_share(seed: int, key: bytes, variant: int) -> float:
+    """A stable number in [0, 1): the variant is restored when it is below ``inference.fraction``."""
+    digest = hashlib.sha256(b"aeops.restore\0" + variant_entropy(seed, key, variant).to_bytes(32, "big")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class _AugmentRecord(beam.DoFn):
+    def __init__(self, config: PipelineConfig, restore: bool):
+        self.config = config
+        self.restore = restore
+        self.decoded = count("records_decoded", "decode")
+        self.augmented = count("variants_augmented", "augment")
+
+    def setup(self):
+        self.ops = build(self.config.augment.ops)
+
+    def process(self, element: tuple[str, bytes]):
+        source, serialized = element
+        config = self.config
+        outputs = config.augment.outputs_per_record
+        try:
+            record = schema.parse(serialized)
+            image = codec.decode(record.image, config.decode.max_pixels)
+        except (RecordError, codec.DecodeError) as error:
+            yield self._dead(Dead.of(serialized, source, "decode", error, outputs))
+            return
+        self.decoded.inc()
+        small = thumbnail(image)
+        first = 0 if config.augment.keep_original else 1
+        for variant in range(first, config.augment.variants + 1):
+            try:
+                pixels, ops = (image, []) if variant == 0 else augment(self.ops, image, config.seed, record.key, variant)
+            except Exception as error:  # noqa: BLE001 - any op failure is this variant's dead letter
+                yield self._dead(Dead.of(serialized, source, "augment", error, 1))
+                continue
+            self.augmented.inc()
+            restore = self.restore and restore_share(config.seed, record.key, variant) < config.inference.fraction
+            yield Variant(source, serialized, record.key, variant, tuple(ops), restore, small), pixels
+
+    @staticmethod
+    def _dead(dead: Dead):
+        dead_counter(dead).inc()
+        return beam.pvalue.TaggedOutput(DEAD, dead)
+
+
+class Augment(beam.PTransform):
+    """(source, record bytes) -> (Variant, uint8 image) per variant: parse, decode, draw the seeded ops."""
+
+    def __init__(self, config: PipelineConfig, restore: bool):
+        super().__init__()
+        self.config = config
+        self.restore = restore
+
+    def expand(self, records):
+        return records | "ParseDecodeAugment" >> beam.ParDo(_AugmentRecord(self.config, self.restore)).with_outputs(
+            DEAD, main="variants"
+        )
+
+
+# --- restore (RunInference) ----------------------------------------------------------------------
+
+
+def _failed_batch(element: tuple[list, BaseException]):
+    """RunInference's DLQ holds whole failed batches: one dead letter per variant in them."""
+    batch, error = element
+    for variant, _ in batch:
+        dead = Dead.of(variant.record, variant.source, "infer", error, 1)
+        dead_counter(dead).inc()
+        yield dead
+
+
+class Restore(beam.PTransform):
+    """(Variant, image) -> (Variant, image, restored or None): the autoencoder through RunInference.
+
+    Variants not selected for the model (``inference.fraction``, or the model stage off) bypass it.
+    """
+
+    def __init__(self, config: PipelineConfig, model_dir: str | None):
+        super().__init__()
+        self.config = config
+        self.model_dir = model_dir
+
+    def expand(self, variants):
+        bypass_label = "NoModel" if self.model_dir is None else "NotSelected"
+        if self.model_dir is None:
+            restored = variants | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
+            return {"restored": restored, DEAD: variants.pipeline | "NoInferenceFailures" >> beam.Create([])}
+        selected, skipped = variants | "SelectForModel" >> beam.Partition(lambda v, _: 0 if v[0].restore else 1, 2)
+        inference = self.config.inference
+        handler = KeyedModelHandler(
+            ImageRestorationHandler(
+                self.model_dir,
+                pad_multiple=inference.pad_multiple,
+                min_batch_size=inference.min_batch_size,
+                max_batch_size=inference.max_batch_size,
+                max_batch_duration_secs=inference.max_batch_duration_secs,
+                deterministic=inference.deterministic,
+            )
+        )
+        results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()
+        model_out = results | "Unpack" >> beam.MapTuple(lambda v, result: (v, result.example, result.inference))
+        bypass = skipped | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
+        dead = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
+        return {"restored": (model_out, bypass) | "Merge" >> beam.Flatten(), DEAD: dead}
+
+
+# --- encode --------------------------------------------------------------------------------------
+
+
+class _EncodeVariant(beam.DoFn):
+    def __init__(self, config: PipelineConfig, model_sha256: str, progress: bool):
+        self.config = config
+        self.model_sha256 = model_sha256
+        self.progress = progress
+        self.written = count("records_written", "encode")
+        self.restored = count("variants_restored", "infer")
+
+    def setup(self):
+        self.meter = Progress.shared() if self.progress else None
+
+    def process(self, element):
+        variant, augmented, restored = element
+        encode = self.config.encode
+        final = augmented if restored is None else restored
+        try:
+            data = codec.encode(final, encode.format, encode.quality)
+            record = schema.parse(variant.record)
+            output = schema.output_example(
+                record, data, encode.format, final.shape[0], final.shape[1], variant.variant,
+                list(variant.ops), self.config.seed, "" if restored is None else self.model_sha256,
+            )
+        except Exception as error:  # noqa: BLE001 - an encoder failure is this variant's dead letter
+            dead = Dead.of(variant.record, variant.source, "encode", error, 1)
+            dead_counter(dead).inc()
+            yield beam.pvalue.TaggedOutput(DEAD, dead)
+            return
+        self.written.inc()
+        stats = Stats.of(augmented, restored, self.config.inference.pad_multiple)
+        if restored is not None:
+            self.restored.inc()
+        if self.meter:
+            self.meter.advance(outputs=1)
+        yield beam.pvalue.TaggedOutput("stats", stats)
+        yield beam.pvalue.TaggedOutput(SAMPLE, (sample_rank(variant), sample_of(variant, augmented, restored, stats)))
+        yield output
+
+
+class Encode(beam.PTransform):
+    """(Variant, augmented, restored) -> serialized output Example; plus ``stats`` and ``sample`` side outputs."""
+
+    def __init__(self, config: PipelineConfig, model_sha256: str, progress: bool = False):
+        super().__init__()
+        self.config = config
+        self.model_sha256 = model_sha256
+        self.progress = progress
+
+    def expand(self, restored):
+        return restored | "EncodeVariant" >> beam.ParDo(
+            _EncodeVariant(self.config, self.model_sha256, self.progress)
+        ).with_outputs(DEAD, "stats", SAMPLE, main="records")
+
+
+def sample_rank(variant: Variant) -> int:
+    """Where a variant stands in the report's sample: a stable hash, so every runner shows the same ones."""
+    return int.from_bytes(hashlib.sha256(b"aeops.sample\0" + variant.key + bytes([variant.variant % 256])).digest()[:8], "big")
+
+
+def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: "Stats") -> dict:
+    return {
+        "source_key": variant.key.decode("utf-8", "replace"),
+        "variant": variant.variant,
+        "ops": list(variant.ops),
+        "source": variant.thumbnail,
+        "augmented": thumbnail(augmented),
+        "restored": None if restored is None else thumbnail(restored),
+        "psnr": stats.psnr_sum if stats.restored else None,
+        "ssim": stats.ssim_sum if stats.restored else None,
+    }
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-output figures, summed by :class:`StatsCombine` into the manifest's ``metrics``."""
+
+    outputs: int = 0
+    restored: int = 0
+    psnr_sum: float = 0.0
+    psnr_min: float = float("inf")
+    psnr_max: float = float("-inf")
+    ssim_sum: float = 0.0
+    real_pixels: int = 0
+    padded_pixels: int = 0
+
+    @classmethod
+    def of(cls, augmented: np.ndarray, restored: np.ndarray | None, pad_multiple: int) -> "Stats":
+        if restored is None:
+            return cls(outputs=1)
+        psnr = metrics.psnr(augmented, restored)
+        height, width = bucket_shape(augmented.shape, pad_multiple)
+        return cls(1, 1, psnr, psnr, psnr, metrics.ssim(augmented, restored),
+                   augmented.shape[0] * augmented.shape[1], height * width)
+
+    def __add__(self, other: "Stats") -> "Stats":
+        return Stats(
+            self.outputs + other.outputs, self.restored + other.restored, self.psnr_sum + other.psnr_sum,
+            min(self.psnr_min, other.psnr_min), max(self.psnr_max, other.psnr_max), self.ssim_sum + other.ssim_sum,
+            self.real_pixels + other.real_pixels, self.padded_pixels + other.padded_pixels,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        n = self.restored
+        return {
+            "outputs": self.outputs,
+            "restored": n,
+            "psnr": {"mean": self.psnr_sum / n, "min": self.psnr_min, "max": self.psnr_max, "count": n} if n else None,
+            "ssim": {"mean": self.ssim_sum / n, "count": n} if n else None,
+            "padding_overhead": (self.padded_pixels / self.real_pixels - 1.0) if self.real_pixels else 0.0,
+        }
+
+
+class StatsCombine(beam.CombineFn):
+    def create_accumulator(self):
+        return Stats()
+
+    def add_input(self, accumulator, stats):
+        return accumulator + stats
+
+    def merge_accumulators(self, accumulators):
+        return sum(accumulators, Stats())
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+# --- write ---------------------------------------------------------------------------------------
+
+
+class WriteShards(beam.PTransform):
+    """Serialized records -> ``DIR/NAME-SSSSS-of-NNNNN.tfrecord[.gz]``; yields the final file names."""
+
+    def __init__(self, directory: str, name: str, num_shards: int, gzip: bool):
+        super().__init__()
+        self.prefix = storage.join(directory, name)
+        self.num_shards = num_shards
+        self.gzip = gzip
+
+    def expand(self, records):
+        return records | "Write" >> WriteToTFRecord(
+            self.prefix,
+            file_name_suffix=".tfrecord.gz" if self.gzip else ".tfrecord",
+            num_shards=self.num_shards,
+            shard_name_template="-SSSSS-of-NNNNN",
+            compression_type=CompressionTypes.GZIP if self.gzip else CompressionTypes.UNCOMPRESSED,
+        )
+
+
+class WriteDeadLetter(beam.PTransform):
+    """Every stage's :class:`Dead` rows -> ``dead_letter-00000-of-00001.tfrecord`` (written even when empty)."""
+
+    def __init__(self, directory: str, progress: bool = False):
+        super().__init__()
+        self.directory = directory
+        self.progress = progress
+
+    def expand(self, dead_rows):
+        progress = self.progress
+
+        def serialize(dead: Dead) -> bytes:
+            if progress:
+                Progress.shared().advance(dead=1)
+            return dead.serialize()
+
+        return (
+            dead_rows
+            | "Serialize" >> beam.Map(serialize)
+            | "WriteShard" >> WriteShards(self.directory, "dead_letter", 1, gzip=False)
+        )
+
+
+class DeadTally(beam.CombineFn):
+    """Dead rows -> {entries, variants, by_stage, by_reason}: the manifest's dead-letter section."""
+
+    def create_accumulator(self):
+        return {"entries": 0, "variants": 0, "by_stage": {}, "by_reason": {}}
+
+    def add_input(self, tally, dead: Dead):
+        slug = f"{dead.stage}/{dead.reason.split(':', 1)[0]}"
+        tally["entries"] += 1
+        tally["variants"] += dead.variants
+        tally["by_stage"][dead.stage] = tally["by_stage"].get(dead.stage, 0) + 1
+        tally["by_reason"][slug] = tally["by_reason"].get(slug, 0) + 1
+        return tally
+
+    def merge_accumulators(self, tallies):
+        merged = self.create_accumulator()
+        for tally in tallies:
+            merged["entries"] += tally["entries"]
+            merged["variants"] += tally["variants"]
+            for section in ("by_stage", "by_reason"):
+                for name, n in tally[section].items():
+                    merged[section][name] = merged[section].get(name, 0) + n
+        return merged
+
+    def extract_output(self, tally):
+        return tally
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Records done, rate and dead letters so far, on stderr every few seconds (DirectRunner only).
+
+    One meter per process, shared by the stages' threads; on Dataflow the same figures are the Beam
+    counters above.
+    """
+
+    _instance: "Progress | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self, every: float = 3.0):
+        self.started = time.monotonic()
+        self.last = self.started
+        self.every = every
+        self.outputs = 0
+        self.dead = 0
+
+    @classmethod
+    def shared(cls) -> "Progress":
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def advance(self, outputs: int = 0, dead: int = 0) -> None:
+        with self._lock:
+            self.outputs += outputs
+            self.dead += dead
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                rate = self.outputs / max(now - self.started, 1e-9)
+                print(f"augment: {self.outputs} records written, {rate:.1f}/s, {self.dead} dead letters so far",
+                      file=sys.stderr, flush=True)
+
+
+def raise_unless_reconciled(manifest: dict) -> None:
+    """``records_in x variants = records_out + sum(dead variants)``, or the run fails loudly."""
+    expected = manifest["records_in"] * manifest["variants"]
+    actual = manifest["records_out"] + manifest["dead_letter"]["variants"]
+    if expected != actual:
+        raise AeopsError(
+            f"counts do not reconcile: {manifest['records_in']} records x {manifest['variants']} variants = {expected}, "
+            f"but {manifest['records_out']} written + {manifest['dead_letter']['variants']} dead = {actual}",
+            reason="unreconciled",
+        )

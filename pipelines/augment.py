@@ -1,0 +1,250 @@
+"""``aeops augment`` / ``python -m pipelines.augment``: the main job, one versioned dataset per run.
+
+Parses the project's flags (everything else goes to Beam's ``PipelineOptions``), decides the version
+(fingerprint of inputs, resolved config, model and aeops version), stops early when that version is
+already complete, and wires the stages of :mod:`aeops.stages`. The last step, inside the pipeline so that
+it runs on Dataflow too, checks the counts, writes the report and ``manifest.json`` (the version's last
+file) and only then moves ``LATEST``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from aeops import __version__, config, stages, storage
+from aeops.cli import ArgumentParser
+from aeops.config import PipelineConfig
+from aeops.errors import AeopsError, UsageError
+from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
+from aeops.publish import MANIFEST, Publisher, PublishRaceError
+from aeops.report import Sample, write_report
+
+
+def parse_args(argv: list[str] | None):
+    parser = ArgumentParser(
+        prog="aeops augment",
+        description="Augment and restore TFRecord shards into ROOT/v-<fingerprint>/; unknown flags go to Beam.",
+    )
+    parser.add_argument("--config", default=None, help="pipeline YAML, e.g. configs/local.yaml")
+    parser.add_argument("--input", default=None, metavar="GLOB", help="TFRecord shards, local or gs://")
+    parser.add_argument("--output", default=None, metavar="ROOT", help="dataset root, local or gs://")
+    parser.add_argument("--model-dir", default=None, metavar="DIR", help="SavedModel (default: the shipped model)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--force", action="store_true", help="run even when this version is already complete")
+    parser.add_argument("--keep", type=int, default=0, metavar="N", help="then delete all but the N newest versions")
+    return parser.parse_known_args(argv)
+
+
+def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
+    """(config, input glob, output root, model dir or None when the model stage is off)."""
+    cfg = config.load(PipelineConfig, args.config, args.set)
+    pattern, root = args.input or cfg.input, args.output or cfg.output
+    if not pattern:
+        raise UsageError("augment: no input; pass --input GLOB or set input: in the config")
+    if not root:
+        raise UsageError("augment: no output; pass --output ROOT or set output: in the config")
+    if args.keep < 0:
+        raise UsageError("augment: --keep must be >= 1 (0 = keep every version)")
+    if not cfg.inference.enabled or cfg.inference.fraction == 0:
+        return cfg, pattern, root, None
+    from aeops.model import PRETRAINED
+
+    model_dir = args.model_dir or cfg.inference.model_dir or str(PRETRAINED)
+    if not storage.exists(storage.join(model_dir, "saved_model.pb")):
+        raise UsageError(f"augment: model {model_dir!r} has no saved_model.pb; pass --model-dir with a SavedModel "
+                         "written by 'aeops train', or --set inference.enabled=false")
+    return cfg, pattern, root, model_dir
+
+
+def beam_options(cfg: PipelineConfig, beam_argv: list[str]) -> PipelineOptions:
+    """The config's ``beam:`` section as flags, then the command line's Beam flags, which win."""
+    flags = []
+    for name, value in cfg.beam.items():
+        for item in value if isinstance(value, list) else [value]:
+            flags.append(f"--{name}" if item is True else f"--{name}={item}")
+    return PipelineOptions(flags + beam_argv, save_main_session=False)
+
+
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
+    args, beam_argv = parse_args(argv)
+    unknown = [a for a in beam_argv if a.startswith("--") and a.split("=")[0].lstrip("-") in ("set", "model_dir")]
+    if unknown:
+        raise UsageError(f"augment: unknown flag {unknown[0]!r}")
+    cfg, pattern, root, model_dir = resolve(args)
+    inputs = list_inputs(pattern)
+    model_hash = model_sha256(model_dir) if model_dir else ""
+    version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
+    publisher = Publisher(root)
+    if publisher.is_complete(version) and not args.force:
+        print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and model")
+        return 0
+    token = publisher.prepare(version, publisher.latest().token)
+    options = beam_options(cfg, beam_argv)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    context = {
+        "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
+        "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
+        "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
+        "variants": cfg.augment.outputs_per_record, "started": now(), "aeops_version": __version__,
+    }
+    local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
+    started = time.monotonic()
+    pipeline = test_pipeline or beam.Pipeline(options=options)
+    build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
+    result = pipeline.run()
+    if runner.lower().startswith("dataflow"):
+        print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
+        return 0
+    try:
+        result.wait_until_finish()
+    except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
+        raise translate(error) from None
+    print(summary(json.loads(storage.read_bytes(storage.join(root, version, MANIFEST))), root, version,
+                  time.monotonic() - started))
+    return 0
+
+
+def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, progress=False):
+    """Wire the stages: read -> augment -> restore -> encode -> write, dead letters, then finalize."""
+    per_record = cfg.augment.outputs_per_record
+    read = pipeline | "ReadShards" >> stages.ReadShards(pattern, per_record)
+    augmented = read.records | "Augment" >> stages.Augment(cfg, restore=model_dir is not None)
+    restored = augmented.variants | "Restore" >> stages.Restore(cfg, model_dir)
+    encoded = restored["restored"] | "Encode" >> stages.Encode(cfg, model_hash, progress)
+    data_files = encoded.records | "WriteShards" >> stages.WriteShards(
+        directory, "data", cfg.encode.num_shards, cfg.encode.compression == "gzip"
+    )
+    dead = (read.dead, augmented.dead, restored[stages.DEAD], encoded.dead) | "AllDeadLetters" >> beam.Flatten()
+    dead_files = dead | "WriteDeadLetter" >> stages.WriteDeadLetter(directory, progress)
+    side = beam.pvalue
+    records_in = (
+        (read.records, read.dead) | "AllFramesRead" >> beam.Flatten() | "CountIn" >> beam.combiners.Count.Globally()
+    )
+    (
+        pipeline
+        | "Start" >> beam.Create([None])
+        | "Finalize" >> beam.ParDo(
+            _Finalize(context, cfg.report.samples),
+            records_in=side.AsSingleton(records_in),
+            records_out=side.AsSingleton(encoded.records | "CountOut" >> beam.combiners.Count.Globally()),
+            dead=side.AsSingleton(dead | "TallyDead" >> beam.CombineGlobally(stages.DeadTally())),
+            stats=side.AsSingleton(encoded.stats | "SumStats" >> beam.CombineGlobally(stages.StatsCombine())),
+            samples=side.AsSingleton(
+                encoded.sample | "PickSamples" >> beam.combiners.Top.Smallest(max(cfg.report.samples, 1), key=_rank)
+            ),
+            data_files=side.AsList(data_files),
+            dead_files=side.AsList(dead_files),
+        )
+    )
+    return pipeline
+
+
+def _rank(item):
+    return item[0]
+
+
+class _Finalize(beam.DoFn):
+    """Check the counts, write report and manifest (the version's last file), then move LATEST."""
+
+    def __init__(self, context: dict, samples: int):
+        self.context = context
+        self.samples = samples
+
+    def process(self, _, records_in, records_out, dead, stats, samples, data_files, dead_files):
+        context = self.context
+        directory = storage.join(context["root"], context["version"])
+        manifest = {
+            "records_in": records_in,
+            "records_out": records_out,
+            "dead_letter": dead,
+            "variants": context["variants"],
+            "fingerprint": context["fingerprint"],
+            "version": context["version"],
+            "config": context["config"],
+            "model": context["model"],
+            "inputs": context["inputs"],
+            "runner": context["runner"],
+            "started": context["started"],
+            "finished": now(),
+            "aeops_version": context["aeops_version"],
+            "files": {"data": sorted(_name(f) for f in data_files), "dead_letter": sorted(_name(f) for f in dead_files)},
+        }
+        seconds = max(_seconds(manifest["started"], manifest["finished"]), 1e-6)
+        manifest["metrics"] = {
+            "throughput": {"seconds": seconds, "records_per_s": records_in / seconds, "outputs_per_s": records_out / seconds},
+            **stats.summary(),
+        }
+        stages.raise_unless_reconciled(manifest)
+        write_report(directory, manifest, [Sample(**s) for _, s in samples[: self.samples]])
+        storage.write_bytes(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
+        publisher = Publisher(context["root"])
+        publisher.publish(context["version"], context["token"])
+        if context["keep"]:
+            publisher.retain(context["keep"])
+        yield context["version"]
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _seconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _multi_process(options: PipelineOptions) -> bool:
+    return options.get_all_options().get("direct_running_mode") == "multi_processing"
+
+
+def translate(error: Exception) -> AeopsError:
+    """The one line a user needs from an exception Beam re-raised from inside a stage."""
+    text = str(error)
+    if "another run published first" in text:
+        line = next(l for l in text.splitlines() if "another run published first" in l)
+        return PublishRaceError(line.split(": ", 1)[-1] if line.startswith(("aeops", "PublishRaceError")) else line)
+    if "counts do not reconcile" in text:
+        return AeopsError(next(l for l in text.splitlines() if "counts do not reconcile" in l).strip())
+    last = [l.strip() for l in text.splitlines() if l.strip()]
+    return AeopsError(f"augment: the pipeline failed: {type(error).__name__}: {last[-1] if last else ''}")
+
+
+def summary(manifest: dict, root: str, version: str, seconds: float) -> str:
+    dead = manifest["dead_letter"]
+    metrics = manifest["metrics"]
+    directory = storage.join(root, version)
+    lines = [
+        f"augment: done in {seconds:.1f} s; {root}/LATEST -> {version}",
+        f"  records   {manifest['records_in']} in x {manifest['variants']} variants = "
+        f"{manifest['records_out']} written + {dead['variants']} in {dead['entries']} dead letters",
+        f"  rate      {metrics['throughput']['records_per_s']:.2f} records/s, "
+        f"{metrics['throughput']['outputs_per_s']:.2f} outputs/s",
+    ]
+    if metrics.get("psnr"):
+        lines.append(
+            f"  model     {metrics['restored']} variants restored, PSNR vs input {metrics['psnr']['mean']:.2f} dB, "
+            f"SSIM {metrics['ssim']['mean']:.4f}, padding +{100 * metrics['padding_overhead']:.1f}%"
+        )
+    for reason, n in sorted(dead["by_reason"].items()):
+        lines.append(f"  dead      {reason}: {n}")
+    lines += [
+        f"  output    {storage.join(directory, 'data-*')}",
+        f"  manifest  {storage.join(directory, MANIFEST)}",
+        f"  report    {storage.join(directory, 'report.html')}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from aeops.cli import guarded
+
+    sys.exit(guarded(run, sys.argv[1:], preload=("tensorflow",)))
