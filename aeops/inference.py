@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from aeops import storage
 
@@ -46,8 +46,11 @@ class Restorer:
         return self.serve(images=batch)["reconstruction"].numpy()
 
 
-class ImageRestorationHandler(ModelHandler[np.ndarray, np.ndarray, Restorer]):
-    """uint8 ``(H, W, 3)`` in, uint8 ``(H, W, 3)`` out, one model per worker process shared by its threads."""
+class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restorer]):
+    """uint8 ``(H, W, 3)`` in; ``PredictionResult(example=input, inference=restored uint8 (H, W, 3))`` out.
+
+    One model per worker process, shared by its threads (RunInference's ``shared.Shared`` handle).
+    """
 
     def __init__(
         self,
@@ -93,16 +96,17 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, np.ndarray, Restorer]):
 
     def run_inference(
         self, batch: Sequence[np.ndarray], model: Restorer, inference_args: dict[str, Any] | None = None
-    ) -> Iterable[np.ndarray]:
+    ) -> Iterable[PredictionResult]:
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, image in enumerate(batch):
             groups[bucket_shape(image.shape, self.pad_multiple)].append(index)
-        results: list[np.ndarray | None] = [None] * len(batch)
+        results: list[PredictionResult | None] = [None] * len(batch)
         for (height, width), indices in groups.items():
             stacked = np.stack([pad_to(batch[i], height, width) for i in indices])
             restored = model(stacked)
             for row, i in enumerate(indices):
-                results[i] = restored[row, : batch[i].shape[0], : batch[i].shape[1]]
+                crop = restored[row, : batch[i].shape[0], : batch[i].shape[1]]
+                results[i] = PredictionResult(batch[i], np.ascontiguousarray(crop), model_id=model.sha256)
             self._padded.inc(len(indices) * height * width)
             self._batches.update(len(indices))
         self._real.inc(sum(image.shape[0] * image.shape[1] for image in batch))

@@ -4,3 +4,5 @@ tests/model_fixtures.py."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+pytest_plugins = ["tests.gcs_servers"]
