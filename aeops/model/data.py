@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CACHE_BYTES = 256 << 20  # shards smaller than this are decoded once and kept in memory
 VALIDATION_SIGMA = 25.0  # validation PSNR is reported at the sigma the targets are stated at
 VALIDATION_CROP = 256
+SHUFFLE_IMAGES = 64  # whole decoded images; crops are drawn afresh each time an image comes round
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def split(dataset: tf.data.Dataset, fraction: float, validation: bool) -> tf.dat
 
 
 def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """(key, bytes) -> float RGB ``(h, w, 3)`` in [0, 1]; undecodable records are skipped with a warning."""
+    """(key, bytes) -> uint8 RGB ``(h, w, 3)`` (kept as uint8 until cropped: a quarter of the memory in the
+    cache and shuffle buffer); undecodable records are skipped with a warning."""
 
     def read(data: bytes) -> np.ndarray:
         try:
@@ -119,12 +121,12 @@ def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
             log.warning("skipping an undecodable training image: %s", exc)
             return np.zeros((0, 0, 3), np.uint8)
 
-    def to_float(_key, data):
+    def to_array(_key, data):
         image = tf.numpy_function(read, [data], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
-        return tf.image.convert_image_dtype(image, tf.float32)
+        return image
 
-    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(to_array, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.filter(lambda image: tf.reduce_prod(tf.shape(image)) > 0)
 
 
@@ -133,17 +135,17 @@ def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
     images = decoded(split(records(shards), config.validation_fraction, validation=False))
     if shards.total_bytes <= CACHE_BYTES:
         images = images.cache()
-    images = images.repeat().shuffle(256, seed=config.seed)
+    images = images.repeat().shuffle(SHUFFLE_IMAGES, seed=config.seed)
     seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
     crop, corruption = config.crop_size, config.corruption
 
     def sample(image, seed):
         seed = tf.random.experimental.stateless_split(seed, num=4)
-        image = _at_least(image, crop)
+        image = _at_least(tf.image.convert_image_dtype(image, tf.float32), crop)
         image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed[0])
         image = tf.image.stateless_random_flip_left_right(image, seed[1])
         image = tf.image.stateless_random_flip_up_down(image, seed[2])
-        clean = quantize(image)
+        clean = quantize(image)  # resizing can leave the 8-bit grid; the target must be a real uint8 image
         return corrupt(clean, seed[3], corruption), clean
 
     pairs = tf.data.Dataset.zip(images, seeds).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
@@ -158,16 +160,19 @@ def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset |
     if config.validation_fraction <= 0:
         return None
     images = decoded(split(records(shards), config.validation_fraction, validation=True))
-    images = images.map(lambda image: tf.image.resize_with_crop_or_pad(image, VALIDATION_CROP, VALIDATION_CROP))
+    images = images.map(lambda image: tf.image.resize_with_crop_or_pad(
+        tf.image.convert_image_dtype(image, tf.float32), VALIDATION_CROP, VALIDATION_CROP))
     images = images.cache()
-    if not any(True for _ in images.take(1)):
+    size = int(images.reduce(0, lambda n, _: n + 1))
+    if not size:
         return None
 
     def noisy(index, image):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
         return add_noise(image, VALIDATION_SIGMA, seed), image
 
-    return images.enumerate().map(noisy).batch(4)
+    # A known length: Keras then neither warns that the set "ran out of data" nor probes past its end.
+    return images.enumerate().map(noisy).apply(tf.data.experimental.assert_cardinality(size)).batch(4)
 
 
 def _at_least(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -181,7 +186,3 @@ def _at_least(image: tf.Tensor, size: int) -> tf.Tensor:
         return tf.image.resize(image, tf.maximum(new, size))
 
     return tf.cond(short < size, grow, lambda: image)
-
-
-def count(dataset: tf.data.Dataset) -> int:
-    return int(dataset.reduce(0, lambda n, _: n + 1))

@@ -36,6 +36,10 @@ def get(name: str):
 
 
 def psnr(clean, restored):
-    """Mean PSNR in dB of a batch, for progress lines and validation: the number the targets are stated in."""
+    """PSNR in dB per image, for progress lines and validation: the number the targets are stated in.
+
+    Per image, not a batch mean: Keras averages a metric's per-sample values itself, and a scalar would
+    be weighted wrongly.
+    """
     restored = tf.clip_by_value(tf.cast(restored, tf.float32), 0.0, 1.0)
-    return tf.reduce_mean(tf.image.psnr(tf.cast(clean, tf.float32), restored, max_val=1.0))
+    return tf.image.psnr(tf.cast(clean, tf.float32), restored, max_val=1.0)

@@ -1,0 +1,145 @@
+"""The model package piece by piece: builder, corruption, losses, data input, padding, metrics."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeops import codec, schema, tfrecord
+from aeops.config import CorruptionConfig, TrainConfig, load
+from aeops.metrics import psnr, ssim
+from aeops.model import corruption, data, losses
+from aeops.model.architecture import build_autoencoder, multiple
+from aeops.model.export import pad_to_multiple
+from tests.images import gradient
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_builder_is_fully_convolutional(depth):
+    net = build_autoencoder(width=4, depth=depth, blocks=1)
+    for h, w in [(multiple(depth), multiple(depth)), (8 * multiple(depth), 3 * multiple(depth))]:
+        assert net(tf.zeros((2, h, w, 3))).shape == (2, h, w, 3)
+
+
+def test_width_and_depth_change_the_size():
+    small = build_autoencoder(width=4, depth=2, blocks=1).count_params()
+    assert build_autoencoder(width=8, depth=2, blocks=1).count_params() > small
+    assert build_autoencoder(width=4, depth=3, blocks=1).count_params() > small
+    assert build_autoencoder(width=4, depth=2, blocks=2).count_params() > small
+
+
+def test_residual_output_starts_near_the_input():
+    net = build_autoencoder(width=4, depth=2, blocks=1, residual=True)
+    net.get_layer("head").set_weights([np.zeros_like(w) for w in net.get_layer("head").get_weights()])
+    x = tf.random.uniform((1, 16, 16, 3), seed=1)
+    np.testing.assert_allclose(net(x).numpy(), x.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("h,w,m", [(8, 8, 64), (9, 13, 8), (16, 16, 16), (257, 301, 16)])
+def test_padding_reaches_the_multiple_and_keeps_the_image(h, w, m):
+    image = tf.constant(gradient(h, w)[None], tf.float32)
+    padded = pad_to_multiple(image, m)
+    assert padded.shape[1] % m == 0 and padded.shape[2] % m == 0
+    assert padded.shape[1] - h < m and padded.shape[2] - w < m
+    np.testing.assert_array_equal(padded[:, :h, :w].numpy(), image.numpy())
+
+
+def _clean(h=48, w=40):
+    return tf.constant(gradient(h, w), tf.float32) / 255.0
+
+
+def test_corruption_is_seeded_and_on_the_8_bit_grid():
+    config = CorruptionConfig(sigma=(10, 50), jpeg_p=0.5, blur_p=0.5)
+    seed = tf.constant([3, 4], tf.int64)
+    a, b = corruption.corrupt(_clean(), seed, config), corruption.corrupt(_clean(), seed, config)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(a.numpy(), corruption.corrupt(_clean(), seed + 1, config).numpy())
+    np.testing.assert_allclose(a.numpy() * 255, np.round(a.numpy() * 255), atol=1e-3)
+    assert a.shape == _clean().shape and 0 <= a.numpy().min() and a.numpy().max() <= 1
+
+
+def test_noise_level_follows_sigma():
+    clean = tf.fill((128, 128, 3), 0.5)
+    noisy = corruption.corrupt(clean, tf.constant([1, 2], tf.int64), CorruptionConfig(sigma=(25, 25), jpeg_p=0, blur_p=0))
+    assert abs(float(tf.math.reduce_std(noisy - clean)) * 255 - 25) < 1.0
+    zero = corruption.corrupt(_clean(), tf.constant([1, 2], tf.int64), CorruptionConfig(sigma=(0, 0), jpeg_p=0, blur_p=0))
+    np.testing.assert_allclose(zero.numpy(), _clean().numpy(), atol=1e-6)
+
+
+def test_blur_smooths_and_keeps_the_mean():
+    noisy = tf.random.stateless_uniform((32, 32, 3), [0, 1])
+    blurred = corruption.gaussian_blur(noisy, tf.constant(1.0))
+    assert blurred.shape == noisy.shape
+    assert float(tf.math.reduce_std(blurred)) < 0.5 * float(tf.math.reduce_std(noisy))
+    assert abs(float(tf.reduce_mean(blurred)) - float(tf.reduce_mean(noisy))) < 0.02
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_losses_are_zero_for_a_perfect_restoration(name):
+    clean = tf.random.stateless_uniform((2, 32, 32, 3), [0, 2])
+    assert float(losses.get(name)(clean, clean)) == pytest.approx(0.0, abs=1e-5)
+    assert float(losses.get(name)(clean, 1 - clean)) > 0.01
+
+
+def test_split_hash_is_stable_and_not_pythons_hash():
+    assert data.split_fraction(b"astronaut") == data.split_fraction(b"astronaut")
+    assert data.split_fraction(b"abc") == int("ba7816bf8f01cfea", 16) / 2**64  # the first 8 bytes of sha256("abc")
+
+
+def _shards(tmp_path):
+    """Two shards, one GZIP: keyed and unkeyed records, plus one record whose image does not decode."""
+    images = [codec.encode(gradient(40 + 8 * i, 56), "png") for i in range(6)]
+    keyed = [schema.serialize({schema.IMAGE: schema.bytes_feature(img), schema.KEY: schema.bytes_feature(b"k%d" % i)})
+             for i, img in enumerate(images[:3])]
+    unkeyed = [schema.serialize({schema.IMAGE: schema.bytes_feature(img)}) for img in images[3:]]
+    unkeyed.append(schema.serialize({schema.IMAGE: schema.bytes_feature(b"not an image")}))
+    with open(tmp_path / "d-00000-of-00002.tfrecord", "wb") as stream:
+        tfrecord.write_records(stream, keyed)
+    buffer = io.BytesIO()
+    tfrecord.write_records(buffer, unkeyed, gzipped=True)
+    (tmp_path / "d-00001-of-00002.tfrecord.gz").write_bytes(buffer.getvalue())
+    assert gzip.decompress(buffer.getvalue())
+    return data.resolve(str(tmp_path / "d-*"))
+
+
+def test_split_is_disjoint_and_complete(tmp_path):
+    shards = _shards(tmp_path)
+    keys = lambda validation: {k.numpy() for k, _ in data.split(data.records(shards), 0.5, validation)}  # noqa: E731
+    train, val = keys(False), keys(True)
+    assert not train & val and len(train | val) == 7
+    assert {b"k0", b"k1", b"k2"} <= train | val  # image/key is used when present
+    assert all(len(k) == 64 for k in (train | val) - {b"k0", b"k1", b"k2"})  # else SHA-256 hex of the bytes
+
+
+def test_training_batches_from_shards_skip_bad_records(tmp_path):
+    shards = _shards(tmp_path)
+    assert len(shards.fingerprint) == 64 and len(shards.paths) == 2
+    config = load(TrainConfig, None, ["crop_size=32", "batch_size=3", "validation_fraction=0"])
+    noisy, clean = next(iter(data.training_dataset(shards, config)))
+    assert noisy.shape == clean.shape == (3, 32, 32, 3)
+    assert data.validation_dataset(shards, config) is None
+
+
+def test_small_images_are_upscaled_to_the_crop(tmp_path):
+    record = schema.serialize({schema.IMAGE: schema.bytes_feature(codec.encode(gradient(10, 12), "png"))})
+    with open(tmp_path / "s.tfrecord", "wb") as stream:
+        tfrecord.write_records(stream, [record])
+    config = load(TrainConfig, None, ["crop_size=24", "batch_size=2", "validation_fraction=0"])
+    noisy, _ = next(iter(data.training_dataset(data.resolve(str(tmp_path / "s.tfrecord")), config)))
+    assert noisy.shape == (2, 24, 24, 3)
+
+
+def test_metrics_known_values():
+    a = gradient(32, 32)
+    b = a.copy()
+    b[..., 0] ^= 1  # off by one in a third of the values
+    assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 * 3), abs=1e-6)
+    assert 0.9 < ssim(a, b) < 1.0
+    assert ssim(a[:8, :8], b[:8, :8]) <= 1.0
+    with pytest.raises(ValueError):
+        psnr(a, b[:16])

@@ -1,0 +1,93 @@
+"""The training job end to end: export per CONTRACT §5, resume, the time budget, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeops import cli
+from aeops.errors import ConfigError, UsageError
+from aeops.model.export import model_sha256
+from pipelines import train
+from tests.model_fixtures import tiny_args, tiny_model_dir  # noqa: F401 - the fixture
+
+
+@pytest.fixture(scope="module")
+def serve(tiny_model_dir):  # noqa: F811
+    loaded = tf.saved_model.load(tiny_model_dir)  # plain TensorFlow: no aeops code needed to use a model
+    return loaded, loaded.signatures["serving_default"]
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 13, 3), (1, 257, 301, 3), (3, 20, 17, 3), (1, 8, 8, 3)])
+def test_signature_keeps_shape_and_dtype_on_odd_sizes_and_batches(serve, shape):
+    _, fn = serve
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    out = fn(images=tf.constant(images))["reconstruction"]
+    assert out.dtype == tf.uint8 and tuple(out.shape) == shape
+
+
+def test_signature_declares_the_contract(serve):
+    _, fn = serve
+    spec = fn.structured_input_signature[1]["images"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 3]
+    assert list(fn.structured_outputs) == ["reconstruction"]
+
+
+def test_grayscale_fed_as_rgb_restores_each_channel(serve):
+    _, fn = serve
+    gray = np.random.default_rng(1).integers(0, 256, (1, 33, 47, 1), dtype=np.uint8)
+    out = fn(images=tf.constant(np.repeat(gray, 3, axis=-1)))["reconstruction"].numpy()
+    assert out.shape == (1, 33, 47, 3)
+
+
+def test_batch_items_are_independent(serve):
+    _, fn = serve
+    rng = np.random.default_rng(2)
+    batch = rng.integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    together = fn(images=tf.constant(batch))["reconstruction"].numpy()
+    alone = fn(images=tf.constant(batch[1:]))["reconstruction"].numpy()
+    assert np.abs(together[1:].astype(int) - alone.astype(int)).max() <= 1
+
+
+def test_metadata_describes_the_model(tiny_model_dir):  # noqa: F811
+    meta = json.loads((Path(tiny_model_dir) / "aeops_model.json").read_text())
+    assert meta["architecture"]["width"] == 8 and meta["architecture"]["parameters"] > 0
+    assert meta["training"]["config"]["crop_size"] == 32
+    assert meta["training"]["epochs_done"] == 2 and meta["training"]["steps_done"] == 6
+    assert len(meta["data"]["fingerprint"]) == 64
+    assert "val_psnr" in meta["metrics"] and "psnr" in meta["metrics"]
+    assert meta["sha256"] == model_sha256(tiny_model_dir)
+
+
+def test_a_second_run_resumes_from_the_checkpoint(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    assert train.run(tiny_args(model_dir, epochs=3)) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    progress = json.loads((model_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["epochs_done"] == 3 and [row["epoch"] for row in progress["history"]] == [1, 2, 3]
+
+
+def test_time_budget_stops_cleanly_and_exports(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert train.run(tiny_args(model_dir, epochs=50, steps_per_epoch=1000, max_minutes=0.001)) == 0
+    meta = json.loads((model_dir / "aeops_model.json").read_text())
+    assert meta["training"]["epochs_done"] == 1 and meta["training"]["steps_done"] < 1000
+    assert tf.saved_model.load(str(model_dir)).signatures["serving_default"] is not None
+    # Budget spent: a re-run trains nothing and re-exports the same weights.
+    assert train.run(tiny_args(model_dir, epochs=50, steps_per_epoch=1000, max_minutes=0.001)) == 0
+    assert "already spent" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(UsageError, match="--model-dir"):
+        train.run([])
+    with pytest.raises(ConfigError, match="model.width"):
+        train.run(["--model-dir", str(tmp_path), "--set", "model.width=0"])
+    assert cli.main(["train", "--model-dir", str(tmp_path), "--data", str(tmp_path / "none-*.tfrecord")]) == 2
+    assert "matches no files" in capsys.readouterr().err
