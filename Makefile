@@ -28,5 +28,15 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/ops.py
 
+# The shipped model: about 80 minutes of CPU training on the embedded sample set, then its export is copied into
+# the package. An interrupted run resumes from build/pretrained/checkpoints; rm -rf build/pretrained to start over.
+PRETRAINED_WORK ?= build/pretrained
+PRETRAINED_DIR := aeops/pretrained/denoiser
+pretrained: $(STAMP)
+	$(PY) -m aeops train --config configs/pretrained.yaml --model-dir $(PRETRAINED_WORK)
+	rm -rf $(PRETRAINED_DIR) && mkdir -p $(PRETRAINED_DIR)
+	cp -r $(PRETRAINED_WORK)/saved_model.pb $(PRETRAINED_WORK)/fingerprint.pb $(PRETRAINED_WORK)/variables \
+		$(PRETRAINED_WORK)/aeops_model.json $(PRETRAINED_DIR)/
+
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
