@@ -28,7 +28,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from aeops import codec, metrics, schema, storage, tfrecord
 from aeops.config import PipelineConfig
-from aeops.errors import AeopsError, RecordError
+from aeops.errors import AeopsError, DecodeError, RecordError
 from aeops.inference import NAMESPACE, ImageRestorationHandler, bucket_shape
 from aeops.ops import augment, build
 from aeops.report import thumbnail
@@ -146,7 +146,7 @@ class _AugmentRecord(beam.DoFn):
         try:
             record = schema.parse(serialized)
             image = codec.decode(record.image, config.decode.max_pixels)
-        except (RecordError, codec.DecodeError) as error:
+        except (RecordError, DecodeError) as error:
             yield self._dead(Dead.of(serialized, source, "decode", error, outputs))
             return
         self.decoded.inc()

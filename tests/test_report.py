@@ -13,7 +13,6 @@ from google.cloud import storage as gcs
 
 from aeops import codec, report
 from aeops.report import CAPTION, GAP, HEADER, TILE, Sample, thumbnail, write_report
-from tests.gcs_servers import _gcs_emulator_url, gcs_emulator  # noqa: F401  (fixtures)
 from tests.images import gradient
 
 CHROMIUM = "/usr/bin/chromium"

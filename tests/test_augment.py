@@ -1,0 +1,169 @@
+"""The augmentation job end to end on the DirectRunner: real shards, real model, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aeops import codec, schema, storage, tfrecord
+from aeops.ops import replay
+from aeops.publish import Publisher
+from pipelines import augment
+from tests import shards
+from tests.model_fixtures import tiny_model_dir  # noqa: F401 - a fixture
+
+OPS = "augment.ops=[{op: hflip, p: 0.5}, {op: rotate, p: 0.5, angle: [-20, 20]}, {op: gaussian_noise, p: 0.7, sigma: [5, 20]}]"
+
+
+def run(input_glob, root, *flags, config="configs/local.yaml"):
+    argv = ["--config", config, "--input", str(input_glob), "--output", str(root), "--set", OPS, *flags]
+    return augment.run(argv)
+
+
+def read_version(root):
+    root = str(root)
+    version = storage.read_bytes(storage.join(root, "LATEST")).decode().strip()
+    directory = storage.join(root, version)
+    manifest = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
+    outputs, dead = [], []
+    for path, _ in storage.match(storage.join(directory, "*.tfrecord*")):
+        with storage.open_read(path) as stream:
+            records = list(tfrecord.read_records(stream, tfrecord.is_gzip(path)))
+        (dead if "/dead_letter-" in path else outputs).extend(records)
+    return version, manifest, outputs, dead
+
+
+@pytest.fixture
+def mixed_input(tmp_path):
+    """shard A: 3 good images and one record per decode failure; shard B: damaged (bad CRC, cut short)."""
+    good = shards.good_images()
+    bad = shards.bad_records()
+    shards.write(tmp_path / "in-a.tfrecord", [shards.example(good[0], image__class__label=7), *bad.values(), shards.example(good[1])])
+    more = [shards.example(good[2], image__key=b"gray"), shards.example(good[0], image__key=b"k2"),
+            shards.example(good[1], image__key=b"bad-crc"), shards.example(good[1], image__key=b"k3"),
+            shards.example(good[0], image__key=b"cut")]
+    shards.write_damaged(tmp_path / "in-b.tfrecord", more, bad_crc_at=2)
+    return tmp_path / "in-*.tfrecord", bad
+
+
+def test_bad_records_land_in_the_dead_letter_and_counts_reconcile(mixed_input, tmp_path, capsys):
+    pattern, bad = mixed_input
+    root = tmp_path / "out"
+    assert run(pattern, root, "--set", "inference.enabled=false", "--set", "encode.format=png") == 0
+    version, manifest, outputs, dead = read_version(root)
+    per_record = 3  # variants: 2 + the original
+    assert manifest["records_in"] == 8 + 5 and manifest["variants"] == per_record
+    assert manifest["records_out"] == (2 + 3) * per_record == len(outputs)
+    assert manifest["records_in"] * per_record == manifest["records_out"] + manifest["dead_letter"]["variants"]
+    entries = [schema.parse_dead_letter(d) for d in dead]
+    assert len(entries) == manifest["dead_letter"]["entries"] == len(bad) + 2
+    reasons = sorted((e["stage"], e["reason"].split(":")[0]) for e in entries)
+    expected = sorted([("decode", r) for r in bad] + [("read", "damaged_shard")] * 2)
+    if ("decode", "corrupt") in reasons:  # a PNG cut in half may fail as corrupt rather than truncated
+        expected[expected.index(("decode", "truncated"))] = ("decode", "corrupt")
+    assert reasons == expected
+    decode_dead = {e["reason"].split(":")[0]: e for e in entries if e["stage"] == "decode"}
+    for reason, record in bad.items():
+        entry = decode_dead.get(reason) or decode_dead["corrupt"]
+        assert entry["record"] == record and entry["source"].endswith("in-a.tfrecord")
+        assert entry["variants"] == per_record
+    read_dead = [e for e in entries if e["stage"] == "read"]
+    assert {"bad data CRC" in e["reason"] for e in read_dead} == {True, False}
+    assert all("at byte" in e["reason"] and e["source"].endswith("in-b.tfrecord") for e in read_dead)
+    assert "13 in x 3 variants" in capsys.readouterr().out
+
+
+def test_outputs_carry_lineage_that_replays_exactly(mixed_input, tmp_path):
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    run(pattern, root, "--set", "inference.enabled=false", "--set", "encode.format=png")
+    _, _, outputs, _ = read_version(root)
+    sources = {}
+    for path in sorted(tmp_path.glob("in-*.tfrecord")):
+        with open(path, "rb") as stream:
+            for frame in tfrecord.read_frames(stream):
+                if not frame.error:
+                    try:
+                        record = schema.parse(frame.data)
+                        sources[record.key] = (record, codec.decode(record.image))
+                    except Exception:  # noqa: BLE001 - the bad records of the fixture
+                        continue
+    variants_seen = set()
+    for data in outputs:
+        out = schema.parse(data).example
+        key = schema.feature_value(out, schema.SOURCE_KEY)
+        variant = schema.feature_value(out, schema.VARIANT)
+        ops = json.loads(schema.feature_value(out, schema.OPS))
+        record, source = sources[key]
+        variants_seen.add(variant)
+        pixels = codec.decode(schema.feature_value(out, schema.IMAGE))
+        np.testing.assert_array_equal(pixels, replay(source, ops))
+        assert schema.feature_value(out, schema.MODEL) == b"" and schema.feature_value(out, schema.SEED) == 1234
+        assert (schema.feature_value(out, schema.HEIGHT), schema.feature_value(out, schema.WIDTH)) == pixels.shape[:2]
+        if variant == 0:
+            assert ops == []
+        if schema.feature_value(record.example, schema.LABEL) is not None:
+            assert schema.feature_value(out, schema.LABEL) == 7
+    assert variants_seen == {0, 1, 2}
+
+
+def test_model_stage_restores_and_stamps_outputs(mixed_input, tmp_path, tiny_model_dir):
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    assert run(pattern, root, "--model-dir", tiny_model_dir, "--set", "inference.fraction=0.5") == 0
+    version, manifest, outputs, _ = read_version(root)
+    sha = manifest["model"]["sha256"]
+    stamps = [schema.feature_value(schema.parse(o).example, schema.MODEL) for o in outputs]
+    assert set(stamps) == {sha.encode(), b""}  # half the variants restored, the others not
+    metrics = manifest["metrics"]
+    assert metrics["restored"] == stamps.count(sha.encode()) > 0
+    assert 10 < metrics["psnr"]["mean"] < 99 and 0 < metrics["ssim"]["mean"] <= 1
+    assert metrics["padding_overhead"] >= 0
+    directory = root / version
+    assert (directory / "report.html").stat().st_size > 1000
+    assert (directory / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_inputs_are_up_to_date_and_changes_make_new_versions(mixed_input, tmp_path, capsys):
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    off = ("--set", "inference.enabled=false")
+    assert run(pattern, root, *off) == 0
+    first = (root / "LATEST").read_text().strip()
+    data_before = sorted(p.stat().st_mtime_ns for p in (root / first).iterdir())
+    capsys.readouterr()
+    assert run(pattern, root, *off) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert sorted(p.stat().st_mtime_ns for p in (root / first).iterdir()) == data_before
+    assert run(pattern, root, *off, "--set", "augment.variants=1") == 0
+    second = (root / "LATEST").read_text().strip()
+    assert second != first and {p.name for p in root.iterdir()} >= {first, second}
+    assert run(pattern, root, *off, "--set", "augment.variants=3", "--keep", "1") == 0
+    third = (root / "LATEST").read_text().strip()
+    assert sorted(v.name for v in Publisher(str(root)).versions()) == [third]
+
+
+def test_gcs_in_and_out(gcs_emulator, tmp_path):
+    bucket = gcs_emulator
+    for i, image in enumerate(shards.good_images()):
+        storage.write_bytes(f"gs://{bucket}/in/part-{i}.tfrecord", tfrecord.frame(shards.example(image)))
+    root = f"gs://{bucket}/datasets/demo"
+    assert run(f"gs://{bucket}/in/part-*.tfrecord", root, "--set", "inference.enabled=false") == 0
+    version, manifest, outputs, dead = read_version(root)
+    assert manifest["records_in"] == 3 and len(outputs) == 9 and dead == []
+    assert storage.exists(f"{root}/{version}/report.html")
+
+
+def test_a_missing_model_is_one_line_exit_2(tmp_path, mixed_input):
+    pattern, _ = mixed_input
+    result = subprocess.run(
+        [sys.executable, "-m", "aeops", "augment", "--config", "configs/local.yaml", "--input", str(pattern),
+         "--output", str(tmp_path / "o"), "--model-dir", str(tmp_path / "no-model")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no-model" in result.stderr
