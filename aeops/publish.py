@@ -123,10 +123,18 @@ class Publisher:
         return token
 
     def publish(self, version: str, token: Token) -> None:
-        """Point ``LATEST`` at the complete ``version`` if it still is what was read as ``token``."""
+        """Point ``LATEST`` at the complete ``version`` if it still is what was read as ``token``.
+
+        Idempotent: when ``LATEST`` already names ``version`` (a retried bundle whose first attempt published,
+        or a racer that made the very same version) there is nothing to do and no error.
+        """
         if not self.is_complete(version):
             raise AeopsError(f"{self.version_dir(version)} has no {MANIFEST}: an incomplete version is never published")
-        self._swap(version, version, token)
+        try:
+            self._swap(version, version, token)
+        except PublishRaceError:
+            if self.latest().name != version:
+                raise
 
     def retain(self, keep: int) -> list[str]:
         """Delete the oldest complete versions beyond ``keep``; return their names.
@@ -144,7 +152,7 @@ class Publisher:
         doomed = [name for name in newest_first if name not in kept]
         for name in doomed:
             self._store.delete_version(name)
-        incomplete = sorted(set(self._store.version_names()) - set(newest_first) - set(doomed))
+        incomplete = sorted(set(self._store.version_names()) - set(newest_first))
         if incomplete:
             _LOG.warning("%s: incomplete versions left in place (a run in progress, or leftovers): %s",
                          self.root, ", ".join(incomplete))
@@ -274,14 +282,14 @@ class _GcsStore:
         return self._bucket
 
     def read_latest(self) -> Latest:
-        from google.api_core.exceptions import NotFound
+        from google.api_core.exceptions import NotFound, PreconditionFailed
 
         blob = self.bucket.get_blob(self.prefix + LATEST)
         if blob is None:
             return Latest(None, 0)
         try:
             text = blob.download_as_text(if_generation_match=blob.generation)
-        except NotFound:  # replaced between the two requests: read again
+        except (NotFound, PreconditionFailed):  # replaced or removed between the two requests: read again
             return self.read_latest()
         return Latest(text.strip() or None, blob.generation)
 

@@ -108,6 +108,16 @@ def test_a_stale_token_loses_even_when_latest_came_back(root):
     assert latest_text(root) == "v-aaaaaaaaaaaa\n"
 
 
+def test_publishing_again_is_a_no_op_not_a_race(root):
+    """Beam retries a bundle whose first attempt may already have published."""
+    publisher = Publisher(root)
+    write_version(publisher, "v-aaaaaaaaaaaa")
+    token = publisher.latest().token
+    publisher.publish("v-aaaaaaaaaaaa", token)
+    publisher.publish("v-aaaaaaaaaaaa", token)
+    assert latest_text(root) == "v-aaaaaaaaaaaa\n"
+
+
 def test_retain_keeps_the_newest_and_never_latest(root):
     publisher = Publisher(root)
     names = [f"v-{i:012d}" for i in range(5)]
