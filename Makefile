@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample
-	@echo "demo: sample shards in $(DEMO_DIR)/shards/"
+	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample --num-shards 2
+	$(PY) -m aeops augment --config configs/local.yaml --input '$(DEMO_DIR)/shards/sample-*' --output $(DEMO_DIR)/dataset
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

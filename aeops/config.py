@@ -71,7 +71,9 @@ class InferenceConfig(Strict):
     fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of variants the model restores")
     min_batch_size: int = Field(1, ge=1)
     max_batch_size: int = Field(16, ge=1, le=4096)
-    max_batch_duration_secs: float = Field(2.0, gt=0, description="also enables shape bucketing in RunInference")
+    max_batch_duration_secs: float | None = Field(
+        None, gt=0, description="enables Beam's stateful shape-bucketed batching (a shuffle); null = stream"
+    )
     pad_multiple: int = Field(32, ge=8, le=1024, description="images are padded up to a multiple of this to batch")
     deterministic: bool = Field(False, description="fixed batch composition + TF deterministic ops")
 

@@ -82,7 +82,9 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
     publisher = Publisher(root)
     if publisher.is_complete(version) and not args.force:
-        print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and model")
+        print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and model "
+              "(--force to run again)")
+        print(locations(storage.join(root, version)))
         return 0
     token = publisher.prepare(version, publisher.latest().token)
     options = beam_options(cfg, beam_argv)
@@ -236,12 +238,15 @@ def summary(manifest: dict, root: str, version: str, seconds: float) -> str:
         )
     for reason, n in sorted(dead["by_reason"].items()):
         lines.append(f"  dead      {reason}: {n}")
-    lines += [
+    return "\n".join(lines + [locations(directory)])
+
+
+def locations(directory: str) -> str:
+    return "\n".join([
         f"  output    {storage.join(directory, 'data-*')}",
         f"  manifest  {storage.join(directory, MANIFEST)}",
         f"  report    {storage.join(directory, 'report.html')}",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 if __name__ == "__main__":

@@ -167,3 +167,25 @@ def test_a_missing_model_is_one_line_exit_2(tmp_path, mixed_input):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no-model" in result.stderr
+
+
+def test_in_process_and_multi_process_runners_write_identical_records(mixed_input, tmp_path, tiny_model_dir):
+    pattern, _ = mixed_input
+    common = ("--model-dir", tiny_model_dir, "--set", "inference.deterministic=true", "--set", "augment.variants=1")
+    assert run(pattern, tmp_path / "one", *common) == 0
+    assert run(pattern, tmp_path / "two", *common, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    _, first, one, dead_one = read_version(tmp_path / "one")
+    _, second, two, dead_two = read_version(tmp_path / "two")
+    assert len(one) == first["records_out"] > 0
+    assert sorted(one) == sorted(two) and sorted(dead_one) == sorted(dead_two)
+    assert first["fingerprint"] == second["fingerprint"] and first["runner"] == second["runner"] == "DirectRunner"
+
+
+def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
+    """``max_batch_duration_secs`` switches RunInference to Beam's length-bucketed stateful batching."""
+    pattern, _ = mixed_input
+    flags = ("--model-dir", tiny_model_dir, "--set", "inference.max_batch_duration_secs=0.05",
+             "--set", "inference.min_batch_size=2", "--set", "augment.variants=1")
+    assert run(pattern, tmp_path / "out", *flags) == 0
+    _, manifest, outputs, _ = read_version(tmp_path / "out")
+    assert manifest["metrics"]["restored"] == len(outputs) == manifest["records_out"] == 10
