@@ -17,8 +17,9 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest
+# The DAG tests import Airflow from its own venv (mk/airflow.mk): its providers conflict with the pipeline's pins.
+test: $(STAMP) $(AIRFLOW_STAMP)
+	AEOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python $(PY) -m pytest
 
 demo: $(STAMP)
 	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample --num-shards 2
@@ -40,3 +41,5 @@ pretrained: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
+
+include mk/airflow.mk

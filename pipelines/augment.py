@@ -66,6 +66,8 @@ def beam_options(cfg: PipelineConfig, beam_argv: list[str]) -> PipelineOptions:
     """The config's ``beam:`` section as flags, then the command line's Beam flags, which win."""
     flags = []
     for name, value in cfg.beam.items():
+        if value is None:
+            continue
         for item in value if isinstance(value, list) else [value]:
             flags.append(f"--{name}" if item is True else f"--{name}={item}")
     return PipelineOptions(flags + beam_argv, save_main_session=False)
@@ -80,33 +82,36 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     inputs = list_inputs(pattern)
     model_hash = model_sha256(model_dir) if model_dir else ""
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
-    publisher = Publisher(root)
-    if publisher.is_complete(version) and not args.force:
-        print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and model "
-              "(--force to run again)")
-        print(locations(storage.join(root, version)))
-        return 0
-    token = publisher.prepare(version, publisher.latest().token)
-    options = beam_options(cfg, beam_argv)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    context = {
-        "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
-        "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
-        "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
-        "variants": cfg.augment.outputs_per_record, "started": now(), "aeops_version": __version__,
-    }
-    local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
-    started = time.monotonic()
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
-    result = pipeline.run()
-    if runner.lower().startswith("dataflow"):
-        print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
-        return 0
-    try:
-        result.wait_until_finish()
-    except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
-        raise translate(error) from None
+    with Publisher(root) as publisher:
+        latest = publisher.latest()
+        if publisher.is_complete(version) and not args.force:
+            if latest.name != version:  # e.g. a reverted config: its dataset exists, so name it again
+                publisher.publish(version, latest.token)
+            print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and "
+                  f"model; LATEST -> {version} (--force to run again)")
+            print(locations(storage.join(root, version)))
+            return 0
+        token = publisher.prepare(version, latest.token)
+        options = beam_options(cfg, beam_argv)
+        runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        context = {
+            "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
+            "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
+            "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
+            "variants": cfg.augment.outputs_per_record, "started": now(), "aeops_version": __version__,
+        }
+        local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
+        started = time.monotonic()
+        pipeline = test_pipeline or beam.Pipeline(options=options)
+        build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
+        result = pipeline.run()
+        if runner.lower().startswith("dataflow"):
+            print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
+            return 0
+        try:
+            result.wait_until_finish()
+        except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
+            raise translate(error) from None
     print(summary(json.loads(storage.read_bytes(storage.join(root, version, MANIFEST))), root, version,
                   time.monotonic() - started))
     return 0
