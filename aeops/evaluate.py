@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from aeops import codec, storage
+from aeops.cli import ArgumentParser
 from aeops.errors import DecodeError, UsageError
 from aeops.metrics import psnr, ssim
 
@@ -32,7 +33,7 @@ NLM = {"h": "0.8*sigma", "patch_size": 5, "patch_distance": 6, "fast_mode": True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="aeops evaluate", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="aeops evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="SavedModel directory (default: the shipped model)")
     parser.add_argument("--images", nargs="+", required=True, metavar="GLOB", help="image files, folders or globs")
     parser.add_argument("--sigma", nargs="+", type=float, default=list(SIGMAS), help="noise std, 0-255 scale")

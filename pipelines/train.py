@@ -1,39 +1,22 @@
 """``aeops train`` / ``python -m pipelines.train``: input -> build -> fit -> export.
 
-Checkpoints go to ``MODEL_DIR/checkpoints`` after every epoch (weights, optimizer state, epoch, and the
-training time spent so far); running the same command again resumes from there. ``max_minutes`` bounds
-the training time of the whole run, resumes included: when it is spent the job ends the step it is in,
-saves and exports, so a scheduler can give it a fixed slot and still get a model.
+This module only reads options and wires the steps; they live in :mod:`aeops.model` (``data``, ``training``,
+``export``), imported when the job runs so that ``--help`` and usage errors do not wait for TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
-from typing import Any
 
-import keras
-import tensorflow as tf
-
-from aeops import __version__
+from aeops.cli import ArgumentParser
 from aeops.config import TrainConfig, load
 from aeops.errors import UsageError
-from aeops.model import data, losses
-from aeops.model.architecture import build_autoencoder
-from aeops.model.export import export
-
-CHECKPOINTS = "checkpoints"
-PROGRESS = "progress.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="aeops train", description="Train the denoising autoencoder and export it.")
+    parser = ArgumentParser(prog="aeops train", description="Train the denoising autoencoder and export it.")
     parser.add_argument("--config", help="YAML training config, e.g. configs/train.yaml (default: built-in defaults)")
     parser.add_argument("--data", help="TFRecord glob, local or gs:// (default: the config's data, else the sample set)")
     parser.add_argument("--model-dir", help="where checkpoints and the SavedModel go (default: the config's model_dir)")
@@ -41,7 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
     overrides = list(args.set)
     if args.data:
         overrides.append(f"data={args.data}")
@@ -50,148 +33,31 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     config = load(TrainConfig, args.config, overrides)
     if not config.model_dir:
         raise UsageError("no model directory: pass --model-dir DIR (or set model_dir in the config)")
-    return config, config.model_dir
-
-
-def set_up_device(config: TrainConfig) -> str:
-    """Mixed precision on a GPU when ``auto`` (or ``on``); float32 on a CPU, where float16 is slower."""
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpu)
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    keras.utils.set_random_seed(config.seed % 2**32)
-    return f"{'GPU' if gpu else 'CPU'}, {'mixed_float16' if mixed else 'float32'}"
-
-
-def build(config: TrainConfig) -> keras.Model:
-    network = build_autoencoder(**config.model.model_dump())
-    optimizer = keras.optimizers.Adam(config.learning_rate)  # a variable: CosineSchedule sets it every step
-    network.compile(optimizer=optimizer, loss=losses.get(config.loss), metrics=[losses.psnr])
-    return network
-
-
-def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir: str) -> dict[str, Any]:
-    """Train until ``epochs`` or the time budget; returns the progress record (epochs, time, history)."""
-    checkpoints = os.path.join(model_dir, CHECKPOINTS)
-    os.makedirs(checkpoints, exist_ok=True)
-    progress = Progress(os.path.join(checkpoints, PROGRESS), config)
-    backup = keras.callbacks.BackupAndRestore(checkpoints, double_checkpoint=True, delete_checkpoint=False)
-    if progress.remaining_s() <= 0:
-        # The budget was spent by earlier runs: nothing to train, restore the weights and (re-)export.
-        network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state too
-        network.load_weights(os.path.join(checkpoints, "latest.weights.h5"))
-        print(f"train: time budget of {config.max_minutes:g} min already spent; exporting", flush=True)
-        return progress.state
-    schedule = CosineSchedule(progress, config)
-    network.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
-                callbacks=[backup, schedule, progress], verbose=0, shuffle=False)
-    return progress.state
-
-
-class Progress(keras.callbacks.Callback):
-    """Per-epoch progress lines, the time budget, and a record of both that survives a resume."""
-
-    def __init__(self, path: str, config: TrainConfig):
-        super().__init__()
-        self.path, self.config = path, config
-        self.state = {"epochs_done": 0, "steps_done": 0, "train_seconds": 0.0, "history": []}
-        if os.path.exists(path):
-            with open(path) as stream:
-                self.state = json.load(stream)
-        self.started, self.steps = time.monotonic(), 0
-        self.spent_before = self.state["train_seconds"]
-
-    def elapsed_s(self) -> float:
-        return self.spent_before + time.monotonic() - self.started
-
-    def remaining_s(self) -> float:
-        return self.config.max_minutes * 60 - self.elapsed_s()
-
-    def on_train_begin(self, logs=None):
-        if self.state["epochs_done"]:
-            print(f"train: resuming after epoch {self.state['epochs_done']} "
-                  f"({self.spent_before / 60:.1f} of {self.config.max_minutes:g} min spent)", flush=True)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started, self.steps = time.monotonic(), 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.remaining_s() <= 0:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        row = {"epoch": epoch + 1, "steps": self.steps, "seconds": round(time.monotonic() - self.epoch_started, 2),
-               **{k: round(v, 6) for k, v in logs.items()}}
-        self.state["history"].append(row)
-        self.state.update(epochs_done=epoch + 1, steps_done=self.state["steps_done"] + self.steps,
-                          train_seconds=round(self.elapsed_s(), 2))
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as stream:
-            json.dump(self.state, stream)
-        os.replace(tmp, self.path)
-        val = f"  val_psnr {logs['val_psnr']:.2f} dB" if "val_psnr" in logs else ""
-        print(f"epoch {epoch + 1}/{self.config.epochs}  loss {logs.get('loss', float('nan')):.5f}  "
-              f"psnr {logs.get('psnr', float('nan')):.2f} dB{val}  {row['seconds']:.0f} s  "
-              f"[{self.elapsed_s() / 60:.1f}/{self.config.max_minutes:g} min]", flush=True)
-
-
-class CosineSchedule(keras.callbacks.Callback):
-    """Cosine decay of the learning rate to 5% over whichever runs out first, the steps or the time budget.
-
-    A step-based schedule cut short by ``max_minutes`` would stop at a high learning rate, and much of
-    the last fraction of a dB comes from the low-rate tail; following elapsed time too means a time-boxed
-    run on a slow or shared machine still ends with that tail.
-    """
-
-    FLOOR = 0.05
-
-    def __init__(self, progress: Progress, config: TrainConfig):
-        super().__init__()
-        self.progress, self.config = progress, config
-        self.total_steps = config.epochs * config.steps_per_epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        steps = self.progress.state["steps_done"] + self.progress.steps
-        done = min(1.0, max(steps / self.total_steps, self.progress.elapsed_s() / (self.config.max_minutes * 60)))
-        scale = self.FLOOR + (1 - self.FLOOR) * 0.5 * (1 + math.cos(math.pi * done))
-        self.model.optimizer.learning_rate.assign(self.config.learning_rate * scale)
-
-
-def metadata(config: TrainConfig, shards: data.Shards, progress: dict[str, Any], device: str) -> dict[str, Any]:
-    history = progress["history"]
-    last = history[-1] if history else {}
-    return {
-        "training": {"config": config.model_dump(mode="json"), "device": device,
-                     "epochs_done": progress["epochs_done"], "steps_done": progress["steps_done"],
-                     "train_minutes": round(progress["train_seconds"] / 60, 2)},
-        "data": {"fingerprint": shards.fingerprint, "files": len(shards.paths), "bytes": shards.total_bytes,
-                 "source": config.data or "aeops.sample (embedded sample set)"},
-        "metrics": {k: last[k] for k in ("loss", "psnr", "val_loss", "val_psnr") if k in last}
-        | {"validation": f"centre {data.VALIDATION_CROP}px crops, sigma {data.VALIDATION_SIGMA:g}, fixed seed"},
-        "aeops_version": __version__,
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return config
 
 
 def run(argv: list[str] | None = None) -> int:
-    config, model_dir = resolve_config(parse_args(argv))
-    device = set_up_device(config)
+    config = resolve_config(parse_args(argv))
+    from aeops.model import data, training
+    from aeops.model.export import export
+
+    device = training.set_up_device(config)
     with tempfile.TemporaryDirectory(prefix="aeops-train-") as workdir:
         shards = data.resolve(config.data, workdir)
         train = data.training_dataset(shards, config)
         validation = data.validation_dataset(shards, config)
-        network = build(config)
+        network = training.build(config)
         print(f"train: {network.name}, {network.count_params():,} parameters, {device}; "
               f"{len(shards.paths)} shard(s), validation {'on' if validation is not None else 'off'}; "
-              f"model dir {model_dir}", flush=True)
-        progress = fit(network, train, validation, config, model_dir)
-    digest = export(network, config.model.model_dump(), model_dir, metadata(config, shards, progress, device))
-    print(f"train: exported {model_dir} (sha256 {digest[:12]})", flush=True)
+              f"model dir {config.model_dir}", flush=True)
+        progress = training.fit(network, train, validation, config, config.model_dir)
+    metadata = training.metadata(config, shards, progress, device)
+    digest = export(network, config.model.model_dump(), config.model_dir, metadata)
+    print(f"train: exported {config.model_dir} (sha256 {digest[:12]})", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    from aeops.cli import run_command
+    from aeops.cli import guarded
 
-    sys.exit(run_command("pipelines.train", sys.argv[1:], "--verbose" in sys.argv))
+    sys.exit(guarded(run, sys.argv[1:], preload=("tensorflow",)))

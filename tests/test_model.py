@@ -14,7 +14,7 @@ from aeops.config import CorruptionConfig, TrainConfig, load
 from aeops.metrics import psnr, ssim
 from aeops.model import corruption, data, losses
 from aeops.model.architecture import build_autoencoder, multiple
-from aeops.model.export import pad_to_multiple
+from aeops.model.export import pad_to_multiple, tiled
 from tests.images import gradient
 
 
@@ -46,6 +46,13 @@ def test_padding_reaches_the_multiple_and_keeps_the_image(h, w, m):
     assert padded.shape[1] % m == 0 and padded.shape[2] % m == 0
     assert padded.shape[1] - h < m and padded.shape[2] - w < m
     np.testing.assert_array_equal(padded[:, :h, :w].numpy(), image.numpy())
+
+
+def test_tiles_join_without_seams():
+    net = build_autoencoder(width=4, depth=2, blocks=1)
+    images = tf.random.stateless_uniform((2, 100, 72, 3), [0, 3])
+    joined = tf.function(lambda x: tiled(net, x, tile=32, overlap=64))(images)
+    np.testing.assert_allclose(joined.numpy(), net(images).numpy(), atol=1e-5)
 
 
 def _clean(h=48, w=40):

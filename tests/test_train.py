@@ -31,6 +31,12 @@ def test_signature_keeps_shape_and_dtype_on_odd_sizes_and_batches(serve, shape):
     assert out.dtype == tf.uint8 and tuple(out.shape) == shape
 
 
+def test_large_images_go_through_in_tiles(serve):
+    _, fn = serve
+    images = np.random.default_rng(3).integers(0, 256, (1, 1031, 1100, 3), dtype=np.uint8)  # over WHOLE_PIXELS
+    assert fn(images=tf.constant(images))["reconstruction"].shape == images.shape
+
+
 def test_signature_declares_the_contract(serve):
     _, fn = serve
     spec = fn.structured_input_signature[1]["images"]

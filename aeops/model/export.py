@@ -22,6 +22,12 @@ from aeops.model.architecture import build_autoencoder, multiple
 from aeops.model import METADATA
 FORMAT = "aeops-denoiser/1"
 MIN_SIDE, MAX_SIDE = 8, 4096
+# Images above WHOLE_PIXELS are restored in TILE-pixel tiles that each see OVERLAP more pixels of context on
+# every side: a 4096x4096 image in one pass would hold gigabytes of activations, more than a small worker has.
+# OVERLAP exceeds the receptive radius of the shipped network (~50 px), so tiles join without seams, and it
+# is a multiple of 64 so every tile keeps the strided layers' alignment for any depth up to 6.
+WHOLE_PIXELS = 1024 * 1024
+TILE, OVERLAP = 512, 64
 SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
@@ -41,6 +47,35 @@ def pad_to_multiple(images: tf.Tensor, m: int) -> tf.Tensor:
     return images
 
 
+def restore(network: keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """The network on a padded float batch: in one pass when small, else in overlapping tiles."""
+    pixels = tf.shape(images)[1] * tf.shape(images)[2]
+    return tf.cond(pixels <= WHOLE_PIXELS, lambda: network(images, training=False), lambda: tiled(network, images))
+
+
+def tiled(network: keras.Model, images: tf.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> tf.Tensor:
+    """The network applied tile by tile; each tile's output keeps only its own ``tile`` x ``tile`` centre.
+
+    Tiles are joined with ``TensorArray.concat``, which joins along the first axis, hence the transposes.
+    """
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    rows, cols = (height + tile - 1) // tile, (width + tile - 1) // tile
+    strips = tf.TensorArray(tf.float32, size=rows, infer_shape=False)
+    for r in tf.range(rows):
+        y0 = r * tile
+        top, bottom = tf.maximum(0, y0 - overlap), tf.minimum(height, y0 + tile + overlap)
+        tiles = tf.TensorArray(tf.float32, size=cols, infer_shape=False)
+        for c in tf.range(cols):
+            x0 = c * tile
+            left, right = tf.maximum(0, x0 - overlap), tf.minimum(width, x0 + tile + overlap)
+            out = tf.cast(network(images[:, top:bottom, left:right], training=False), tf.float32)
+            out = out[:, y0 - top : tf.minimum(height, y0 + tile) - top, x0 - left : tf.minimum(width, x0 + tile) - left]
+            tiles = tiles.write(c, tf.transpose(out, [2, 0, 1, 3]))  # (w, b, h, c)
+        strip = tf.transpose(tiles.concat(), [2, 1, 0, 3])  # (h, b, w, c)
+        strips = strips.write(r, strip)
+    return tf.transpose(strips.concat(), [1, 0, 2, 3])
+
+
 class Denoiser(tf.Module):
     """What is saved: the Keras network and the uint8 serving function around it."""
 
@@ -53,7 +88,7 @@ class Denoiser(tf.Module):
     def serve(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = tf.cast(images, tf.float32) / 255.0
-        y = self.network(pad_to_multiple(x, self.m), training=False)[:, :height, :width, :]
+        y = restore(self.network, pad_to_multiple(x, self.m))[:, :height, :width, :]
         y = tf.round(tf.clip_by_value(tf.cast(y, tf.float32), 0.0, 1.0) * 255.0)
         return {"reconstruction": tf.cast(y, tf.uint8)}
 

@@ -1,0 +1,149 @@
+"""The fit step of ``aeops train``: device set-up, the compiled network, the training loop with checkpoints,
+resume and a time budget, and the metadata the export records.
+
+Checkpoints go to ``MODEL_DIR/checkpoints`` after every epoch (weights, optimizer state, epoch, and the
+training time spent so far); running the same command again resumes from there. ``max_minutes`` bounds
+the training time of the whole run, resumes included: when it is spent the job ends the step it is in,
+saves and exports, so a scheduler can give it a fixed slot and still get a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeops import __version__
+from aeops.config import TrainConfig
+from aeops.model import data, losses
+from aeops.model.architecture import build_autoencoder
+
+CHECKPOINTS = "checkpoints"
+PROGRESS = "progress.json"
+
+
+def set_up_device(config: TrainConfig) -> str:
+    """Mixed precision on a GPU when ``auto`` (or ``on``); float32 on a CPU, where float16 is slower."""
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and gpu)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    keras.utils.set_random_seed(config.seed % 2**32)
+    return f"{'GPU' if gpu else 'CPU'}, {'mixed_float16' if mixed else 'float32'}"
+
+
+def build(config: TrainConfig) -> keras.Model:
+    network = build_autoencoder(**config.model.model_dump())
+    optimizer = keras.optimizers.Adam(config.learning_rate)  # a variable: CosineSchedule sets it every step
+    network.compile(optimizer=optimizer, loss=losses.get(config.loss), metrics=[losses.psnr])
+    return network
+
+
+def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir: str) -> dict[str, Any]:
+    """Train until ``epochs`` or the time budget; returns the progress record (epochs, time, history)."""
+    checkpoints = os.path.join(model_dir, CHECKPOINTS)
+    os.makedirs(checkpoints, exist_ok=True)
+    progress = Progress(os.path.join(checkpoints, PROGRESS), config)
+    backup = keras.callbacks.BackupAndRestore(checkpoints, double_checkpoint=True, delete_checkpoint=False)
+    if progress.remaining_s() <= 0:
+        # The budget was spent by earlier runs: nothing to train, restore the weights and (re-)export.
+        network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state too
+        network.load_weights(os.path.join(checkpoints, "latest.weights.h5"))
+        print(f"train: time budget of {config.max_minutes:g} min already spent; exporting", flush=True)
+        return progress.state
+    schedule = CosineSchedule(progress, config)
+    network.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
+                callbacks=[backup, schedule, progress], verbose=0, shuffle=False)
+    return progress.state
+
+
+class Progress(keras.callbacks.Callback):
+    """Per-epoch progress lines, the time budget, and a record of both that survives a resume."""
+
+    def __init__(self, path: str, config: TrainConfig):
+        super().__init__()
+        self.path, self.config = path, config
+        self.state = {"epochs_done": 0, "steps_done": 0, "train_seconds": 0.0, "history": []}
+        if os.path.exists(path):
+            with open(path) as stream:
+                self.state = json.load(stream)
+        self.started, self.steps = time.monotonic(), 0
+        self.spent_before = self.state["train_seconds"]
+
+    def elapsed_s(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def remaining_s(self) -> float:
+        return self.config.max_minutes * 60 - self.elapsed_s()
+
+    def on_train_begin(self, logs=None):
+        if self.state["epochs_done"]:
+            print(f"train: resuming after epoch {self.state['epochs_done']} "
+                  f"({self.spent_before / 60:.1f} of {self.config.max_minutes:g} min spent)", flush=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started, self.steps = time.monotonic(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.remaining_s() <= 0:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        row = {"epoch": epoch + 1, "steps": self.steps, "seconds": round(time.monotonic() - self.epoch_started, 2),
+               **{k: round(v, 6) for k, v in logs.items()}}
+        self.state["history"].append(row)
+        self.state.update(epochs_done=epoch + 1, steps_done=self.state["steps_done"] + self.steps,
+                          train_seconds=round(self.elapsed_s(), 2))
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as stream:
+            json.dump(self.state, stream)
+        os.replace(tmp, self.path)
+        val = f"  val_psnr {logs['val_psnr']:.2f} dB" if "val_psnr" in logs else ""
+        print(f"epoch {epoch + 1}/{self.config.epochs}  loss {logs.get('loss', float('nan')):.5f}  "
+              f"psnr {logs.get('psnr', float('nan')):.2f} dB{val}  {row['seconds']:.0f} s  "
+              f"[{self.elapsed_s() / 60:.1f}/{self.config.max_minutes:g} min]", flush=True)
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Cosine decay of the learning rate to 5% over whichever runs out first, the steps or the time budget.
+
+    A step-based schedule cut short by ``max_minutes`` would stop at a high learning rate, and much of
+    the last fraction of a dB comes from the low-rate tail; following elapsed time too means a time-boxed
+    run on a slow or shared machine still ends with that tail.
+    """
+
+    FLOOR = 0.05
+
+    def __init__(self, progress: Progress, config: TrainConfig):
+        super().__init__()
+        self.progress, self.config = progress, config
+        self.total_steps = config.epochs * config.steps_per_epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = self.progress.state["steps_done"] + self.progress.steps
+        done = min(1.0, max(steps / self.total_steps, self.progress.elapsed_s() / (self.config.max_minutes * 60)))
+        scale = self.FLOOR + (1 - self.FLOOR) * 0.5 * (1 + math.cos(math.pi * done))
+        self.model.optimizer.learning_rate.assign(self.config.learning_rate * scale)
+
+
+def metadata(config: TrainConfig, shards: data.Shards, progress: dict[str, Any], device: str) -> dict[str, Any]:
+    history = progress["history"]
+    last = history[-1] if history else {}
+    return {
+        "training": {"config": config.model_dump(mode="json"), "device": device,
+                     "epochs_done": progress["epochs_done"], "steps_done": progress["steps_done"],
+                     "train_minutes": round(progress["train_seconds"] / 60, 2)},
+        "data": {"fingerprint": shards.fingerprint, "files": len(shards.paths), "bytes": shards.total_bytes,
+                 "source": config.data or "aeops.sample (embedded sample set)"},
+        "metrics": {k: last[k] for k in ("loss", "psnr", "val_loss", "val_psnr") if k in last}
+        | {"validation": f"centre {data.VALIDATION_CROP}px crops, sigma {data.VALIDATION_SIGMA:g}, fixed seed"},
+        "aeops_version": __version__,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
