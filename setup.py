@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pyyaml==6.0.4",
     "pydantic==2.14.4",
     "scikit-image==0.26.0",
+    "stringzilla==5.3.2",
 ]
 
 EXTRAS = {
