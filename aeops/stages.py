@@ -150,7 +150,7 @@ class _AugmentRecord(beam.DoFn):
             yield self._dead(Dead.of(serialized, source, "decode", error, outputs))
             return
         self.decoded.inc()
-        small = thumbnail(image)
+        featured = featured_variant(record.key, config.augment.variants)
         first = 0 if config.augment.keep_original else 1
         for variant in range(first, config.augment.variants + 1):
             try:
@@ -160,6 +160,7 @@ class _AugmentRecord(beam.DoFn):
                 continue
             self.augmented.inc()
             restore = self.restore and restore_share(config.seed, record.key, variant) < config.inference.fraction
+            small = thumbnail(image) if variant == featured else None
             yield Variant(source, serialized, record.key, variant, tuple(ops), restore, small), pixels
 
     @staticmethod
@@ -266,7 +267,8 @@ class _EncodeVariant(beam.DoFn):
         if self.meter:
             self.meter.advance(outputs=1)
         yield beam.pvalue.TaggedOutput("stats", stats)
-        yield beam.pvalue.TaggedOutput(SAMPLE, (sample_rank(variant), sample_of(variant, augmented, restored, stats)))
+        if variant.thumbnail is not None:
+            yield beam.pvalue.TaggedOutput(SAMPLE, (sample_rank(variant.key), sample_of(variant, augmented, restored, stats)))
         yield output
 
 
@@ -285,9 +287,14 @@ class Encode(beam.PTransform):
         ).with_outputs(DEAD, "stats", SAMPLE, main="records")
 
 
-def sample_rank(variant: Variant) -> int:
-    """Where a variant stands in the report's sample: a stable hash, so every runner shows the same ones."""
-    return int.from_bytes(hashlib.sha256(b"aeops.sample\0" + variant.key + bytes([variant.variant % 256])).digest()[:8], "big")
+def sample_rank(key: bytes) -> int:
+    """Where a record stands in the report's sample: a stable hash, so every runner shows the same ones."""
+    return int.from_bytes(hashlib.sha256(b"aeops.sample\0" + key).digest()[:8], "big")
+
+
+def featured_variant(key: bytes, variants: int) -> int:
+    """The one variant of a record the report may show (an augmented one when there are any)."""
+    return 1 + sample_rank(key) % variants if variants else 0
 
 
 def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: "Stats") -> dict:
@@ -313,6 +320,8 @@ class Stats:
     psnr_min: float = float("inf")
     psnr_max: float = float("-inf")
     ssim_sum: float = 0.0
+    ssim_min: float = float("inf")
+    ssim_max: float = float("-inf")
     real_pixels: int = 0
     padded_pixels: int = 0
 
@@ -320,16 +329,15 @@ class Stats:
     def of(cls, augmented: np.ndarray, restored: np.ndarray | None, pad_multiple: int) -> "Stats":
         if restored is None:
             return cls(outputs=1)
-        psnr = metrics.psnr(augmented, restored)
+        psnr, ssim = metrics.psnr(augmented, restored), metrics.ssim(augmented, restored)
         height, width = bucket_shape(augmented.shape, pad_multiple)
-        return cls(1, 1, psnr, psnr, psnr, metrics.ssim(augmented, restored),
-                   augmented.shape[0] * augmented.shape[1], height * width)
+        return cls(1, 1, psnr, psnr, psnr, ssim, ssim, ssim, augmented.shape[0] * augmented.shape[1], height * width)
 
     def __add__(self, other: "Stats") -> "Stats":
         return Stats(
             self.outputs + other.outputs, self.restored + other.restored, self.psnr_sum + other.psnr_sum,
             min(self.psnr_min, other.psnr_min), max(self.psnr_max, other.psnr_max), self.ssim_sum + other.ssim_sum,
-            self.real_pixels + other.real_pixels, self.padded_pixels + other.padded_pixels,
+            min(self.ssim_min, other.ssim_min), max(self.ssim_max, other.ssim_max), self.real_pixels + other.real_pixels, self.padded_pixels + other.padded_pixels,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -338,7 +346,7 @@ class Stats:
             "outputs": self.outputs,
             "restored": n,
             "psnr": {"mean": self.psnr_sum / n, "min": self.psnr_min, "max": self.psnr_max, "count": n} if n else None,
-            "ssim": {"mean": self.ssim_sum / n, "count": n} if n else None,
+            "ssim": {"mean": self.ssim_sum / n, "min": self.ssim_min, "max": self.ssim_max, "count": n} if n else None,
             "padding_overhead": (self.padded_pixels / self.real_pixels - 1.0) if self.real_pixels else 0.0,
         }
 
