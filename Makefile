@@ -11,6 +11,9 @@ export TF_CPP_MIN_LOG_LEVEL = 2
 
 install: $(STAMP)
 
+# After the first target (the default goal stays install); before the rules that name AIRFLOW_STAMP.
+include mk/airflow.mk
+
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip==25.3"
@@ -41,5 +44,3 @@ pretrained: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
-
-include mk/airflow.mk
