@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/ops.py
 
-# The shipped model: about 80 minutes of CPU training on the embedded sample set, then its export is copied into
+# The shipped model: about an hour of CPU training on the embedded sample set, then its export is copied into
 # the package. An interrupted run resumes from build/pretrained/checkpoints; rm -rf build/pretrained to start over.
 PRETRAINED_WORK ?= build/pretrained
 PRETRAINED_DIR := aeops/pretrained/denoiser

@@ -1,4 +1,5 @@
-"""tf.data input from TFRecord shards: parallel decode, a deterministic split, random crops and flips.
+"""tf.data input from TFRecord shards: parallel decode, a deterministic split, random rescaled crops, flips and
+channel orders.
 
 Records follow CONTRACT §3: ``image/encoded`` in any format :mod:`aeops.codec` reads, ``image/key``
 optional (else the SHA-256 hex of the image bytes). The train/validation split hashes that key with
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 CACHE_BYTES = 256 << 20  # shards smaller than this are decoded once and kept in memory
 VALIDATION_SIGMA = 25.0  # validation PSNR is reported at the sigma the targets are stated at
 VALIDATION_CROP = 256
+MIN_SCALE = 0.5  # training crops are drawn at 1x to 2x their size and downscaled; see rescaled_crop
 SHUFFLE_IMAGES = 64  # whole decoded images; crops are drawn afresh each time an image comes round
 
 
@@ -140,13 +142,13 @@ def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
     crop, corruption = config.crop_size, config.corruption
 
     def sample(image, seed):
-        seed = tf.random.experimental.stateless_split(seed, num=4)
-        image = _at_least(tf.image.convert_image_dtype(image, tf.float32), crop)
-        image = tf.image.stateless_random_crop(image, [crop, crop, 3], seed[0])
-        image = tf.image.stateless_random_flip_left_right(image, seed[1])
-        image = tf.image.stateless_random_flip_up_down(image, seed[2])
-        clean = quantize(image)  # resizing can leave the 8-bit grid; the target must be a real uint8 image
-        return corrupt(clean, seed[3], corruption), clean
+        seed = tf.random.experimental.stateless_split(seed, num=6)
+        image = rescaled_crop(tf.image.convert_image_dtype(image, tf.float32), crop, seed[0], seed[1])
+        image = tf.image.stateless_random_flip_left_right(image, seed[2])
+        image = tf.image.stateless_random_flip_up_down(image, seed[3])
+        image = tf.gather(image, tf.argsort(tf.random.stateless_uniform([3], seed[4])), axis=-1)
+        clean = quantize(image)  # resizing leaves the 8-bit grid; the target must be a real uint8 image
+        return corrupt(clean, seed[5], corruption), clean
 
     pairs = tf.data.Dataset.zip(images, seeds).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
     return pairs.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -175,14 +177,17 @@ def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset |
     return images.enumerate().map(noisy).apply(tf.data.experimental.assert_cardinality(size)).batch(4)
 
 
-def _at_least(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Upscale an image smaller than the crop so every image yields one; rare, so quality matters little."""
+def rescaled_crop(image: tf.Tensor, size: int, scale_seed: tf.Tensor, crop_seed: tf.Tensor) -> tf.Tensor:
+    """A random square region of ``size / s`` pixels, ``s`` drawn in [MIN_SCALE, 1], resized to ``size``.
+
+    Downscaling with an antialiasing filter does two things for a small training set: it packs finer
+    detail into a crop (more of what must *not* be smoothed away), and it averages away the sensor noise
+    and JPEG artefacts of the source photos, which would otherwise be taught as signal. An image smaller
+    than ``size`` is upscaled, so every image yields a crop.
+    """
     shape = tf.shape(image)
     short = tf.minimum(shape[0], shape[1])
-
-    def grow():
-        scale = size / tf.cast(short, tf.float32)
-        new = tf.cast(tf.math.ceil(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
-        return tf.image.resize(image, tf.maximum(new, size))
-
-    return tf.cond(short < size, grow, lambda: image)
+    scale = tf.random.stateless_uniform([], scale_seed, MIN_SCALE, 1.0)
+    region = tf.minimum(tf.cast(tf.math.ceil(size / scale), tf.int32), short)
+    patch = tf.image.stateless_random_crop(image, tf.stack([region, region, 3]), crop_seed)
+    return tf.image.resize(patch, [size, size], method="bilinear", antialias=True)
