@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from aeops import __version__, config, stages, storage
 from aeops.cli import ArgumentParser
@@ -74,6 +74,14 @@ def beam_options(cfg: PipelineConfig, beam_argv: list[str]) -> PipelineOptions:
 
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
+    """The command: 0 when the version is up to date, published, or handed to Dataflow; errors raise."""
+    launch(argv, test_pipeline)
+    return 0
+
+
+def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None):
+    """:func:`run`, returning Beam's ``PipelineResult`` (None when up to date): on Dataflow its ``job``
+    is the job that was submitted, or only built with ``--dry_run=True``."""
     args, beam_argv = parse_args(argv)
     unknown = [a for a in beam_argv if a.startswith("--") and a.split("=")[0].lstrip("-") in ("set", "model_dir")]
     if unknown:
@@ -90,10 +98,12 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
             print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and "
                   f"model; LATEST -> {version} (--force to run again)")
             print(locations(storage.join(root, version)))
-            return 0
-        token = publisher.prepare(version, latest.token)
+            return None
         options = beam_options(cfg, beam_argv)
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        # Dataflow's --dry_run builds the job and submits nothing: leave ROOT as it is (no prepare).
+        dry_run = runner.lower().startswith("dataflow") and options.view_as(TestOptions).dry_run
+        token = latest.token if dry_run else publisher.prepare(version, latest.token)
         context = {
             "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
             "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
@@ -106,15 +116,18 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
         result = pipeline.run()
         if runner.lower().startswith("dataflow"):
-            print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
-            return 0
+            if dry_run:
+                print(f"augment: dry run: the Dataflow job for {version} was built, not submitted; {root} is untouched")
+            else:
+                print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
+            return result
         try:
             result.wait_until_finish()
         except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
             raise translate(error) from None
     print(summary(json.loads(storage.read_bytes(storage.join(root, version, MANIFEST))), root, version,
                   time.monotonic() - started))
-    return 0
+    return result
 
 
 def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, progress=False):
