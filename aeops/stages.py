@@ -211,8 +211,17 @@ class Restore(beam.PTransform):
         if self.model_dir is None:
             restored = variants | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
             return {"restored": restored, DEAD: variants.pipeline | "NoInferenceFailures" >> beam.Create([])}
-        selected, skipped = variants | "SelectForModel" >> beam.Partition(lambda v, _: 0 if v[0].restore else 1, 2)
         inference = self.config.inference
+        # With every variant selected (fraction 1) there is nothing to bypass, so no Partition and no Flatten:
+        # the DirectRunner materialises every Flatten's inputs (decoded pixels here) before the next stage
+        # reads them, which makes memory grow with the data set; one chain keeps it streaming.
+        everything = inference.fraction >= 1.0
+        if everything:
+            selected, skipped = variants, None
+        else:
+            selected, skipped = variants | "SelectForModel" >> beam.Partition(
+                lambda v, _: 0 if v[0].restore else 1, 2
+            )
         handler = KeyedModelHandler(
             ImageRestorationHandler(
                 self.model_dir,
@@ -225,8 +234,10 @@ class Restore(beam.PTransform):
         )
         results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()
         model_out = results | "Unpack" >> beam.MapTuple(lambda v, result: (v, result.example, result.inference))
-        bypass = skipped | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
         dead = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
+        if everything:
+            return {"restored": model_out, DEAD: dead}
+        bypass = skipped | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
         return {"restored": (model_out, bypass) | "Merge" >> beam.Flatten(), DEAD: dead}
 
 
