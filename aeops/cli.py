@@ -8,6 +8,7 @@ does not pay for TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -24,7 +25,6 @@ COMMANDS = {
     "preview": ("aeops.preview", "a captioned grid of images and their augmented variants"),
     "evaluate": ("aeops.evaluate", "restoration quality of a model against classical baselines"),
 }
-USES_TENSORFLOW = {"train", "augment", "evaluate"}
 
 USAGE = "usage: aeops [--verbose] {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(
     f"  {name:<9} {summary}" for name, (_, summary) in COMMANDS.items()
@@ -52,30 +52,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aeops: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     rest = argv[argv.index(command) + 1 :] + (["--verbose"] if "--verbose" in argv[: argv.index(command)] else [])
-    preload = ("tensorflow",) if command in USES_TENSORFLOW else ()
-    return guarded(lambda args: importlib.import_module(COMMANDS[command][0]).run(args), rest, preload)
+    return guarded(lambda args: importlib.import_module(COMMANDS[command][0]).run(args), rest)
 
 
-def guarded(run: Callable[[list[str]], int | None], argv: list[str], preload: tuple[str, ...] = ()) -> int:
+def guarded(run: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """Call ``run(argv)``, turning every expected failure into one line on stderr and an exit code.
 
-    Used by the ``aeops`` command and by each ``python -m pipelines.X`` entry point alike. ``preload``
-    names modules imported first with stderr muted (TensorFlow's C++ start-up lines would otherwise
-    bury the one line a user needs), unless ``--verbose``.
+    Used by the ``aeops`` command and by each ``python -m pipelines.X`` entry point alike. Unless
+    ``--verbose``, what native libraries write straight to file descriptor 2 (TensorFlow's absl start-up
+    and CUDA probing lines) and Beam's logs are kept off the terminal, so that a failure reads as one line.
     """
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        logging.getLogger().setLevel(logging.WARNING)
-        for name in preload:
-            quiet_import(name)
+    if verbose:
+        return _report_errors(run, argv, verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Beam logs a failing step's traceback at ERROR before re-raising it; the re-raised error becomes
+    # the one line a user sees, so without --verbose that log (and Beam's chatter) stays quiet.
+    logging.getLogger().setLevel(logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    with native_stderr_muted():
+        return _report_errors(run, argv, verbose)
+
+
+def _report_errors(run: Callable[[list[str]], int | None], argv: list[str], verbose: bool) -> int:
     try:
         result = run(argv)
     except AeopsError as exc:
         if verbose:
             raise
-        print(f"aeops: {exc}", file=sys.stderr)
+        print(f"aeops: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("aeops: interrupted", file=sys.stderr)
@@ -85,23 +91,35 @@ def guarded(run: Callable[[list[str]], int | None], argv: list[str], preload: tu
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
         if verbose:
             raise
-        print(f"aeops: {type(exc).__name__}: {exc} (run with --verbose for the traceback)", file=sys.stderr)
+        print(f"aeops: {type(exc).__name__}: {_one_line(exc)} (run with --verbose for the traceback)", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 
 
-def quiet_import(name: str) -> None:
-    """Import ``name`` with file descriptor 2 pointed at /dev/null: absl writes its pre-init lines there
-    from C++, below anything Python's ``sys.stderr`` or the logging level can silence."""
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def native_stderr_muted():
+    """Point file descriptor 2 at /dev/null while Python's ``sys.stderr`` keeps writing to the terminal.
+
+    absl and CUDA write from C++ straight to the descriptor, below anything ``sys.stderr`` or a logging
+    level can silence; Python's own messages (progress, the one-line error) still get through.
+    """
     sys.stderr.flush()
-    saved = os.dup(2)
+    terminal = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+    os.dup2(devnull, 2)
     try:
-        os.dup2(devnull, 2)
-        importlib.import_module(name)
-    except ImportError:
-        pass
+        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.close(terminal)
         os.close(devnull)

@@ -114,17 +114,18 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
         started = time.monotonic()
         pipeline = test_pipeline or beam.Pipeline(options=options)
         build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
-        result = pipeline.run()
+        try:
+            result = pipeline.run()
+            if not runner.lower().startswith("dataflow"):
+                result.wait_until_finish()
+        except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
+            raise translate(error) from None
         if runner.lower().startswith("dataflow"):
             if dry_run:
                 print(f"augment: dry run: the Dataflow job for {version} was built, not submitted; {root} is untouched")
             else:
                 print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
             return result
-        try:
-            result.wait_until_finish()
-        except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
-            raise translate(error) from None
     print(summary(json.loads(storage.read_bytes(storage.join(root, version, MANIFEST))), root, version,
                   time.monotonic() - started))
     return result
@@ -270,4 +271,4 @@ def locations(directory: str) -> str:
 if __name__ == "__main__":
     from aeops.cli import guarded
 
-    sys.exit(guarded(run, sys.argv[1:], preload=("tensorflow",)))
+    sys.exit(guarded(run, sys.argv[1:]))

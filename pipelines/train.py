@@ -60,4 +60,4 @@ def run(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from aeops.cli import guarded
 
-    sys.exit(guarded(run, sys.argv[1:], preload=("tensorflow",)))
+    sys.exit(guarded(run, sys.argv[1:]))
