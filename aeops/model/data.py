@@ -94,10 +94,7 @@ def records(shards: Shards) -> tf.data.Dataset:
 
 
 def _key(key: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
-    def sha(data: bytes) -> bytes:
-        return schema.image_key(data)
-
-    fallback = tf.numpy_function(sha, [image], tf.string, stateful=False)
+    fallback = tf.numpy_function(schema.image_key, [image], tf.string, stateful=False)
     return tf.where(tf.strings.length(key) > 0, key, tf.reshape(fallback, []))
 
 
@@ -133,7 +130,8 @@ def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
-    """Endless batches of (corrupted, clean) random crops with random flips, reproducible from ``config.seed``."""
+    """Endless batches of (corrupted, clean) crops, rescaled, flipped and channel-permuted at random,
+    reproducible from ``config.seed``."""
     images = decoded(split(records(shards), config.validation_fraction, validation=False))
     if shards.total_bytes <= CACHE_BYTES:
         images = images.cache()
