@@ -76,6 +76,9 @@ class InferenceConfig(Strict):
     )
     pad_multiple: int = Field(32, ge=8, le=1024, description="images are padded up to a multiple of this to batch")
     deterministic: bool = Field(False, description="fixed batch composition + TF deterministic ops")
+    model_copies: int | None = Field(
+        None, ge=1, le=64, description="models per worker machine, shared across its processes (1 on a GPU)"
+    )
 
     @model_validator(mode="after")
     def _batch_bounds(self) -> "InferenceConfig":

@@ -36,11 +36,13 @@ def bucket_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, int]:
 
 
 class Restorer:
-    """The loaded serving function, in a class so RunInference can hold a weak reference to it."""
+    """The loaded serving function, in a class so RunInference can hold a weak reference to it.
 
-    def __init__(self, serve, sha256: str):
+    Only ``__call__`` is used: with ``model_copies`` the caller holds a proxy that forwards calls alone.
+    """
+
+    def __init__(self, serve):
         self.serve = serve
-        self.sha256 = sha256
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.serve(images=batch)["reconstruction"].numpy()
@@ -61,6 +63,7 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restore
         max_batch_size: int = 16,
         max_batch_duration_secs: float | None = None,
         deterministic: bool = False,
+        model_copies: int | None = None,
     ):
         multiple = pad_multiple
         bucketing = {}
@@ -75,6 +78,7 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restore
             min_batch_size=1 if deterministic else min_batch_size,
             max_batch_size=1 if deterministic else max_batch_size,
             env_vars={"TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+            model_copies=model_copies,
             **bucketing,
         )
         self.model_dir = model_dir
@@ -91,8 +95,8 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restore
 
         if self.deterministic:
             tf.config.experimental.enable_op_determinism()
-        serve, metadata = load(local_copy(self.model_dir))
-        return Restorer(serve, metadata.get("sha256", ""))
+        serve, _ = load(local_copy(self.model_dir))
+        return Restorer(serve)
 
     def run_inference(
         self, batch: Sequence[np.ndarray], model: Restorer, inference_args: dict[str, Any] | None = None
@@ -106,7 +110,7 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restore
             restored = model(stacked)
             for row, i in enumerate(indices):
                 crop = restored[row, : batch[i].shape[0], : batch[i].shape[1]]
-                results[i] = PredictionResult(batch[i], np.ascontiguousarray(crop), model_id=model.sha256)
+                results[i] = PredictionResult(batch[i], np.ascontiguousarray(crop))
             self._padded.inc(len(indices) * height * width)
             self._batches.update(len(indices))
         self._real.inc(sum(image.shape[0] * image.shape[1] for image in batch))

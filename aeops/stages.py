@@ -49,9 +49,13 @@ class Dead(NamedTuple):
     variants: int
 
     @classmethod
-    def of(cls, record: bytes, source: str, stage: str, error: BaseException, variants: int) -> "Dead":
-        slug = getattr(error, "reason", None) or type(error).__name__
-        return cls(record, source, stage, f"{slug}: {error}"[:1000], variants)
+    def of(cls, record: bytes, source: str, stage: str, error: BaseException | tuple, variants: int) -> "Dead":
+        """The row for ``error``: an exception, or the (type, repr, traceback) triple RunInference's DLQ holds."""
+        if isinstance(error, tuple):
+            slug, message = getattr(error[0], "__name__", "error"), str(error[1])
+        else:
+            slug, message = getattr(error, "reason", None) or type(error).__name__, str(error)
+        return cls(record, source, stage, f"{slug}: {message}"[:1000], variants)
 
     def serialize(self) -> bytes:
         return schema.dead_letter_example(self.record, self.source, self.stage, self.reason, self.variants)
@@ -230,6 +234,7 @@ class Restore(beam.PTransform):
                 max_batch_size=inference.max_batch_size,
                 max_batch_duration_secs=inference.max_batch_duration_secs,
                 deterministic=inference.deterministic,
+                model_copies=inference.model_copies,
             )
         )
         results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()

@@ -189,3 +189,34 @@ def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
     assert run(pattern, tmp_path / "out", *flags) == 0
     _, manifest, outputs, _ = read_version(tmp_path / "out")
     assert manifest["metrics"]["restored"] == len(outputs) == manifest["records_out"] == 10
+
+
+@pytest.fixture
+def wrong_signature_model(tmp_path):
+    """A real SavedModel whose ``serving_default`` wants ``pixels``, not ``images``: every batch fails in RunInference."""
+    import tensorflow as tf
+
+    class Wrong(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")])
+        def serve(self, pixels):
+            return {"reconstruction": pixels}
+
+    module = Wrong()
+    path = tmp_path / "wrong-model"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
+
+
+def test_inference_failures_are_dead_letters_per_variant(mixed_input, tmp_path, wrong_signature_model):
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    assert run(pattern, root, "--model-dir", wrong_signature_model, "--set", "augment.variants=1",
+               "--set", "inference.model_copies=1") == 0
+    _, manifest, outputs, dead = read_version(root)
+    entries = [schema.parse_dead_letter(d) for d in dead]
+    infer = [e for e in entries if e["stage"] == "infer"]
+    assert outputs == [] and len(infer) == (2 + 3) * 2  # every variant of every good record, one row each
+    assert all(e["variants"] == 1 and e["reason"].split(":")[0] in ("TypeError", "ValueError", "InvalidArgumentError")
+               for e in infer), infer[0]["reason"]
+    assert manifest["dead_letter"]["by_stage"]["infer"] == len(infer)
+    assert manifest["records_in"] * 2 == manifest["dead_letter"]["variants"]
