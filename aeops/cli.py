@@ -112,14 +112,24 @@ def native_stderr_muted():
     terminal = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+    if _writes_to_fd2(python_stderr):  # else (a test's capture) it needs no new home
+        sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding,
+                               errors="backslashreplace")
     os.dup2(devnull, 2)
     try:
         yield
     finally:
         sys.stderr.flush()
         os.dup2(terminal, 2)
-        sys.stderr.close()
-        sys.stderr = python_stderr
+        if sys.stderr is not python_stderr:
+            sys.stderr.close()
+            sys.stderr = python_stderr
         os.close(terminal)
         os.close(devnull)
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False

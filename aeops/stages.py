@@ -1,7 +1,7 @@
 """The named PTransforms of the augmentation job, in the order a record meets them.
 
-    ReadShards -> Augment -> Restore -> Encode -> WriteShards
-         \\___________\\__________\\________\\____> WriteDeadLetter
+    ReadShards -> Augment -> Restore -> Encode -> WriteShards ----> Finalize (counts, report, manifest, LATEST)
+         \\___________\\__________\\________\\____> WriteDeadLetter _/
 
 Every stage that can fail for one record has a ``dead`` output: a :class:`Dead` row with the original
 record, the stage and the reason, never a log line. Nothing between reading and writing forces a
@@ -12,11 +12,10 @@ records stream through and memory stays flat however large the dataset.
 from __future__ import annotations
 
 import hashlib
-import sys
-import threading
-import time
+import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from datetime import datetime, timezone
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -26,12 +25,15 @@ from apache_beam.io.tfrecordio import WriteToTFRecord
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from aeops import codec, metrics, schema, storage, tfrecord
+from aeops import codec, schema, storage, tfrecord
+from aeops.accounting import DeadTally, Stats, StatsCombine, raise_unless_reconciled
 from aeops.config import PipelineConfig
-from aeops.errors import AeopsError, DecodeError, RecordError
-from aeops.inference import NAMESPACE, ImageRestorationHandler, bucket_shape
+from aeops.errors import DecodeError, RecordError
+from aeops.inference import NAMESPACE, ImageRestorationHandler
 from aeops.ops import augment, build
-from aeops.report import thumbnail
+from aeops.progress import Progress
+from aeops.publish import MANIFEST, Publisher
+from aeops.report import Sample, thumbnail, write_report
 from aeops.seeding import variant_entropy
 
 DEAD = "dead"
@@ -313,7 +315,7 @@ def featured_variant(key: bytes, variants: int) -> int:
     return 1 + sample_rank(key) % variants if variants else 0
 
 
-def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: "Stats") -> dict:
+def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: Stats) -> dict:
     return {
         "source_key": variant.key.decode("utf-8", "replace"),
         "variant": variant.variant,
@@ -322,63 +324,8 @@ def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | No
         "augmented": thumbnail(augmented),
         "restored": None if restored is None else thumbnail(restored),
         "psnr": stats.psnr_sum if stats.restored else None,
-        "ssim": stats.ssim_sum if stats.restored else None,
+        "ssim": stats.ssim_sum if stats.ssim_count else None,
     }
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Per-output figures, summed by :class:`StatsCombine` into the manifest's ``metrics``."""
-
-    outputs: int = 0
-    restored: int = 0
-    psnr_sum: float = 0.0
-    psnr_min: float = float("inf")
-    psnr_max: float = float("-inf")
-    ssim_sum: float = 0.0
-    ssim_min: float = float("inf")
-    ssim_max: float = float("-inf")
-    real_pixels: int = 0
-    padded_pixels: int = 0
-
-    @classmethod
-    def of(cls, augmented: np.ndarray, restored: np.ndarray | None, pad_multiple: int) -> "Stats":
-        if restored is None:
-            return cls(outputs=1)
-        psnr, ssim = metrics.psnr(augmented, restored), metrics.ssim(augmented, restored)
-        height, width = bucket_shape(augmented.shape, pad_multiple)
-        return cls(1, 1, psnr, psnr, psnr, ssim, ssim, ssim, augmented.shape[0] * augmented.shape[1], height * width)
-
-    def __add__(self, other: "Stats") -> "Stats":
-        return Stats(
-            self.outputs + other.outputs, self.restored + other.restored, self.psnr_sum + other.psnr_sum,
-            min(self.psnr_min, other.psnr_min), max(self.psnr_max, other.psnr_max), self.ssim_sum + other.ssim_sum,
-            min(self.ssim_min, other.ssim_min), max(self.ssim_max, other.ssim_max), self.real_pixels + other.real_pixels, self.padded_pixels + other.padded_pixels,
-        )
-
-    def summary(self) -> dict[str, Any]:
-        n = self.restored
-        return {
-            "outputs": self.outputs,
-            "restored": n,
-            "psnr": {"mean": self.psnr_sum / n, "min": self.psnr_min, "max": self.psnr_max, "count": n} if n else None,
-            "ssim": {"mean": self.ssim_sum / n, "min": self.ssim_min, "max": self.ssim_max, "count": n} if n else None,
-            "padding_overhead": (self.padded_pixels / self.real_pixels - 1.0) if self.real_pixels else 0.0,
-        }
-
-
-class StatsCombine(beam.CombineFn):
-    def create_accumulator(self):
-        return Stats()
-
-    def add_input(self, accumulator, stats):
-        return accumulator + stats
-
-    def merge_accumulators(self, accumulators):
-        return sum(accumulators, Stats())
-
-    def extract_output(self, accumulator):
-        return accumulator
 
 
 # --- write ---------------------------------------------------------------------------------------
@@ -426,80 +373,91 @@ class WriteDeadLetter(beam.PTransform):
         )
 
 
-class DeadTally(beam.CombineFn):
-    """Dead rows -> {entries, variants, by_stage, by_reason}: the manifest's dead-letter section."""
-
-    def create_accumulator(self):
-        return {"entries": 0, "variants": 0, "by_stage": {}, "by_reason": {}}
-
-    def add_input(self, tally, dead: Dead):
-        slug = f"{dead.stage}/{dead.reason.split(':', 1)[0]}"
-        tally["entries"] += 1
-        tally["variants"] += dead.variants
-        tally["by_stage"][dead.stage] = tally["by_stage"].get(dead.stage, 0) + 1
-        tally["by_reason"][slug] = tally["by_reason"].get(slug, 0) + 1
-        return tally
-
-    def merge_accumulators(self, tallies):
-        merged = self.create_accumulator()
-        for tally in tallies:
-            merged["entries"] += tally["entries"]
-            merged["variants"] += tally["variants"]
-            for section in ("by_stage", "by_reason"):
-                for name, n in tally[section].items():
-                    merged[section][name] = merged[section].get(name, 0) + n
-        return merged
-
-    def extract_output(self, tally):
-        return tally
+# --- finalize ------------------------------------------------------------------------------------
 
 
-# --- progress ------------------------------------------------------------------------------------
+class _Finalize(beam.DoFn):
+    """Check the counts, write the report and ``manifest.json`` (the version's last file), then move LATEST."""
+
+    def __init__(self, context: dict, samples: int):
+        self.context = context
+        self.samples = samples
+
+    def process(self, _, records, damaged, outputs, dead, stats, samples, data_files, dead_files):
+        context = self.context
+        directory = storage.join(context["root"], context["version"])
+        finished = now()
+        seconds = max((datetime.fromisoformat(finished) - datetime.fromisoformat(context["started"])).total_seconds(), 1e-6)
+        records_in = records + damaged
+        manifest = {
+            **{k: context[k] for k in ("fingerprint", "version", "config", "model", "inputs", "runner", "started",
+                                       "aeops_version", "variants")},
+            "records_in": records_in,
+            "records_out": outputs,
+            "dead_letter": dead,
+            "finished": finished,
+            "files": {"data": sorted(map(_name, data_files)), "dead_letter": sorted(map(_name, dead_files))},
+            "metrics": {
+                "throughput": {"seconds": seconds, "records_per_s": records_in / seconds, "outputs_per_s": outputs / seconds},
+                **stats.summary(),
+            },
+        }
+        raise_unless_reconciled(manifest)
+        write_report(directory, manifest, [Sample(**sample) for _, sample in samples[: self.samples]])
+        storage.write_bytes(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
+        publisher = Publisher(context["root"])
+        publisher.publish(context["version"], context["token"])
+        if context["keep"]:
+            publisher.retain(context["keep"])
+        yield context["version"]
 
 
-class Progress:
-    """Records done, rate and dead letters so far, on stderr every few seconds (DirectRunner only).
+class Finalize(beam.PTransform):
+    """After every file is written: count, check, report, manifest, then publish the version.
 
-    One meter per process, shared by the stages' threads; on Dataflow the same figures are the Beam
-    counters above.
+    Takes a dict of PCollections (``records`` and ``damaged`` frames read, ``outputs``, ``dead`` rows,
+    ``stats``, ``samples``, and the ``data_files`` / ``dead_files`` the sinks wrote). Each reaches the last
+    step as a side input, which is what orders it after the sinks; it runs inside the pipeline, so the same
+    happens on Dataflow, where no driver waits for the job.
     """
 
-    _instance: "Progress | None" = None
-    _lock = threading.Lock()
+    def __init__(self, context: dict, samples: int):
+        super().__init__()
+        self.context = context
+        self.samples = samples
 
-    def __init__(self, every: float = 3.0):
-        self.started = time.monotonic()
-        self.last = self.started
-        self.every = every
-        self.outputs = 0
-        self.dead = 0
+    def expand(self, parts: dict):
+        side = beam.pvalue
 
-    @classmethod
-    def shared(cls) -> "Progress":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
+        def counted(name):
+            return side.AsSingleton(parts[name] | f"Count_{name}" >> beam.combiners.Count.Globally())
 
-    def advance(self, outputs: int = 0, dead: int = 0) -> None:
-        with self._lock:
-            self.outputs += outputs
-            self.dead += dead
-            now = time.monotonic()
-            if now - self.last >= self.every:
-                self.last = now
-                rate = self.outputs / max(now - self.started, 1e-9)
-                print(f"augment: {self.outputs} records written, {rate:.1f}/s, {self.dead} dead letters so far",
-                      file=sys.stderr, flush=True)
-
-
-def raise_unless_reconciled(manifest: dict) -> None:
-    """``records_in x variants = records_out + sum(dead variants)``, or the run fails loudly."""
-    expected = manifest["records_in"] * manifest["variants"]
-    actual = manifest["records_out"] + manifest["dead_letter"]["variants"]
-    if expected != actual:
-        raise AeopsError(
-            f"counts do not reconcile: {manifest['records_in']} records x {manifest['variants']} variants = {expected}, "
-            f"but {manifest['records_out']} written + {manifest['dead_letter']['variants']} dead = {actual}",
-            reason="unreconciled",
+        return (
+            parts["outputs"].pipeline
+            | "Start" >> beam.Create([None])
+            | "CheckReportPublish" >> beam.ParDo(
+                _Finalize(self.context, self.samples),
+                records=counted("records"),
+                damaged=counted("damaged"),
+                outputs=counted("outputs"),
+                dead=side.AsSingleton(parts["dead"] | "TallyDead" >> beam.CombineGlobally(DeadTally())),
+                stats=side.AsSingleton(parts["stats"] | "SumStats" >> beam.CombineGlobally(StatsCombine())),
+                samples=side.AsSingleton(
+                    parts["samples"] | "PickSamples" >> beam.combiners.Top.Smallest(max(self.samples, 1), key=_rank)
+                ),
+                data_files=side.AsList(parts["data_files"]),
+                dead_files=side.AsList(parts["dead_files"]),
+            )
         )
+
+
+def _rank(item: tuple) -> int:
+    return item[0]
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

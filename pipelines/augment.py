@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
@@ -23,7 +22,6 @@ from aeops.config import PipelineConfig
 from aeops.errors import AeopsError, UsageError
 from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
 from aeops.publish import MANIFEST, Publisher, PublishRaceError
-from aeops.report import Sample, write_report
 
 
 def parse_args(argv: list[str] | None):
@@ -108,7 +106,7 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
             "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
             "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
-            "variants": cfg.augment.outputs_per_record, "started": now(), "aeops_version": __version__,
+            "variants": cfg.augment.outputs_per_record, "started": stages.now(), "aeops_version": __version__,
         }
         local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
         started = time.monotonic()
@@ -143,84 +141,12 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     )
     dead = (read.dead, augmented.dead, restored[stages.DEAD], encoded.dead) | "AllDeadLetters" >> beam.Flatten()
     dead_files = dead | "WriteDeadLetter" >> stages.WriteDeadLetter(directory, progress)
-    side = beam.pvalue
-    records_in = (
-        (read.records, read.dead) | "AllFramesRead" >> beam.Flatten() | "CountIn" >> beam.combiners.Count.Globally()
-    )
-    (
-        pipeline
-        | "Start" >> beam.Create([None])
-        | "Finalize" >> beam.ParDo(
-            _Finalize(context, cfg.report.samples),
-            records_in=side.AsSingleton(records_in),
-            records_out=side.AsSingleton(encoded.records | "CountOut" >> beam.combiners.Count.Globally()),
-            dead=side.AsSingleton(dead | "TallyDead" >> beam.CombineGlobally(stages.DeadTally())),
-            stats=side.AsSingleton(encoded.stats | "SumStats" >> beam.CombineGlobally(stages.StatsCombine())),
-            samples=side.AsSingleton(
-                encoded.sample | "PickSamples" >> beam.combiners.Top.Smallest(max(cfg.report.samples, 1), key=_rank)
-            ),
-            data_files=side.AsList(data_files),
-            dead_files=side.AsList(dead_files),
-        )
-    )
+    parts = {
+        "records": read.records, "damaged": read.dead, "outputs": encoded.records, "dead": dead,
+        "stats": encoded.stats, "samples": encoded.sample, "data_files": data_files, "dead_files": dead_files,
+    }
+    parts | "Finalize" >> stages.Finalize(context, cfg.report.samples)
     return pipeline
-
-
-def _rank(item):
-    return item[0]
-
-
-class _Finalize(beam.DoFn):
-    """Check the counts, write report and manifest (the version's last file), then move LATEST."""
-
-    def __init__(self, context: dict, samples: int):
-        self.context = context
-        self.samples = samples
-
-    def process(self, _, records_in, records_out, dead, stats, samples, data_files, dead_files):
-        context = self.context
-        directory = storage.join(context["root"], context["version"])
-        manifest = {
-            "records_in": records_in,
-            "records_out": records_out,
-            "dead_letter": dead,
-            "variants": context["variants"],
-            "fingerprint": context["fingerprint"],
-            "version": context["version"],
-            "config": context["config"],
-            "model": context["model"],
-            "inputs": context["inputs"],
-            "runner": context["runner"],
-            "started": context["started"],
-            "finished": now(),
-            "aeops_version": context["aeops_version"],
-            "files": {"data": sorted(_name(f) for f in data_files), "dead_letter": sorted(_name(f) for f in dead_files)},
-        }
-        seconds = max(_seconds(manifest["started"], manifest["finished"]), 1e-6)
-        manifest["metrics"] = {
-            "throughput": {"seconds": seconds, "records_per_s": records_in / seconds, "outputs_per_s": records_out / seconds},
-            **stats.summary(),
-        }
-        stages.raise_unless_reconciled(manifest)
-        write_report(directory, manifest, [Sample(**s) for _, s in samples[: self.samples]])
-        storage.write_bytes(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
-        publisher = Publisher(context["root"])
-        publisher.publish(context["version"], context["token"])
-        if context["keep"]:
-            publisher.retain(context["keep"])
-        yield context["version"]
-
-
-def _name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _seconds(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def _multi_process(options: PipelineOptions) -> bool:

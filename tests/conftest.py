@@ -5,4 +5,4 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-pytest_plugins = ["tests.gcs_servers"]
+pytest_plugins = ["tests.gcs_servers", "tests.model_fixtures"]

@@ -1,6 +1,6 @@
 """A few-step denoiser, trained once per test session by the real ``aeops train`` code path.
 
-Import the fixture into a test module (``from tests.model_fixtures import tiny_model_dir``); it is
+Registered for every test module by ``tests/conftest.py``; the fixture is
 session-scoped, so every module that uses it shares one training run (a few seconds on a CPU).
 """
 

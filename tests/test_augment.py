@@ -14,7 +14,6 @@ from aeops.ops import replay
 from aeops.publish import Publisher
 from pipelines import augment
 from tests import shards
-from tests.model_fixtures import tiny_model_dir  # noqa: F401 - a fixture
 
 OPS = "augment.ops=[{op: hflip, p: 0.5}, {op: rotate, p: 0.5, angle: [-20, 20]}, {op: gaussian_noise, p: 0.7, sigma: [5, 20]}]"
 

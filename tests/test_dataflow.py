@@ -28,7 +28,6 @@ from google.protobuf import json_format
 from aeops import storage, tfrecord
 from pipelines import augment
 from tests import shards
-from tests.model_fixtures import tiny_model_dir  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/test-project/aeops/sdk:0.1.0"

@@ -8,7 +8,6 @@ import numpy as np
 
 from aeops import cli, codec, evaluate
 from aeops.sample import data_dir
-from tests.model_fixtures import tiny_model_dir  # noqa: F401 - the fixture
 
 
 def _images(tmp_path):

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from aeops.seeding import children, variant_children, variant_entropy, variant_rng

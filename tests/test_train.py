@@ -14,7 +14,7 @@ from aeops import cli
 from aeops.errors import ConfigError, UsageError
 from aeops.model.export import model_sha256
 from pipelines import train
-from tests.model_fixtures import tiny_args, tiny_model_dir  # noqa: F401 - the fixture
+from tests.model_fixtures import tiny_args
 
 
 @pytest.fixture(scope="module")
