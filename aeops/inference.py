@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from apache_beam.metrics import Metrics
@@ -48,8 +48,20 @@ class Restorer:
         return self.serve(images=batch)["reconstruction"].numpy()
 
 
-class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restorer]):
-    """uint8 ``(H, W, 3)`` in; ``PredictionResult(example=input, inference=restored uint8 (H, W, 3))`` out.
+class Restorable(NamedTuple):
+    """An image and whether the model should restore it (``inference.fraction`` picks, by a stable hash).
+
+    Unpicked images ride through RunInference untouched instead of bypassing it: splitting the stream
+    (Partition) and merging it again (Flatten) makes the DirectRunner hold every decoded image in memory,
+    and its multi-threaded mode was seen to drop elements at that merge.
+    """
+
+    image: np.ndarray
+    restore: bool = True
+
+
+class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restorer]):
+    """:class:`Restorable` in; ``PredictionResult(example=image, inference=restored uint8 (H, W, 3) or None)``.
 
     One model per worker process, shared by its threads (RunInference's ``shared.Shared`` handle).
     """
@@ -99,25 +111,26 @@ class ImageRestorationHandler(ModelHandler[np.ndarray, PredictionResult, Restore
         return Restorer(serve)
 
     def run_inference(
-        self, batch: Sequence[np.ndarray], model: Restorer, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[Restorable], model: Restorer, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
+        results = [PredictionResult(item.image, None) for item in batch]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for index, image in enumerate(batch):
-            groups[bucket_shape(image.shape, self.pad_multiple)].append(index)
-        results: list[PredictionResult | None] = [None] * len(batch)
+        for index, item in enumerate(batch):
+            if item.restore:
+                groups[bucket_shape(item.image.shape, self.pad_multiple)].append(index)
         for (height, width), indices in groups.items():
-            stacked = np.stack([pad_to(batch[i], height, width) for i in indices])
-            restored = model(stacked)
-            for row, i in enumerate(indices):
-                crop = restored[row, : batch[i].shape[0], : batch[i].shape[1]]
-                results[i] = PredictionResult(batch[i], np.ascontiguousarray(crop))
+            images = [batch[i].image for i in indices]
+            restored = model(np.stack([pad_to(image, height, width) for image in images]))
+            for row, (i, image) in enumerate(zip(indices, images)):
+                crop = np.ascontiguousarray(restored[row, : image.shape[0], : image.shape[1]])
+                results[i] = PredictionResult(image, crop)
+                self._real.inc(image.shape[0] * image.shape[1])
             self._padded.inc(len(indices) * height * width)
             self._batches.update(len(indices))
-        self._real.inc(sum(image.shape[0] * image.shape[1] for image in batch))
         return results
 
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(image.nbytes for image in batch)
+    def get_num_bytes(self, batch: Sequence[Restorable]) -> int:
+        return sum(item.image.nbytes for item in batch)
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
@@ -132,9 +145,9 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image
 
 
-def _padded_area(element: Any, multiple: int) -> int:
-    image = element[1] if isinstance(element, tuple) else element
-    height, width = bucket_shape(image.shape, multiple)
+def _padded_area(element: tuple[Any, Restorable], multiple: int) -> int:
+    """The batching length of a keyed element: its padded area (what the model computes on)."""
+    height, width = bucket_shape(element[1].image.shape, multiple)
     return height * width
 
 

@@ -29,7 +29,7 @@ from aeops import codec, schema, storage, tfrecord
 from aeops.accounting import DeadTally, Stats, StatsCombine, raise_unless_reconciled
 from aeops.config import PipelineConfig
 from aeops.errors import DecodeError, RecordError
-from aeops.inference import NAMESPACE, ImageRestorationHandler
+from aeops.inference import NAMESPACE, ImageRestorationHandler, Restorable
 from aeops.ops import augment, build
 from aeops.progress import Progress
 from aeops.publish import MANIFEST, Publisher
@@ -204,7 +204,8 @@ def _failed_batch(element: tuple[list, BaseException]):
 class Restore(beam.PTransform):
     """(Variant, image) -> (Variant, image, restored or None): the autoencoder through RunInference.
 
-    Variants not selected for the model (``inference.fraction``, or the model stage off) bypass it.
+    Variants not selected for the model (``inference.fraction``) pass through the handler untouched;
+    with the model stage off, RunInference is not in the graph at all.
     """
 
     def __init__(self, config: PipelineConfig, model_dir: str | None):
@@ -213,21 +214,10 @@ class Restore(beam.PTransform):
         self.model_dir = model_dir
 
     def expand(self, variants):
-        bypass_label = "NoModel" if self.model_dir is None else "NotSelected"
         if self.model_dir is None:
-            restored = variants | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
+            restored = variants | "NoModel" >> beam.MapTuple(lambda variant, image: (variant, image, None))
             return {"restored": restored, DEAD: variants.pipeline | "NoInferenceFailures" >> beam.Create([])}
         inference = self.config.inference
-        # With every variant selected (fraction 1) there is nothing to bypass, so no Partition and no Flatten:
-        # the DirectRunner materialises every Flatten's inputs (decoded pixels here) before the next stage
-        # reads them, which makes memory grow with the data set; one chain keeps it streaming.
-        everything = inference.fraction >= 1.0
-        if everything:
-            selected, skipped = variants, None
-        else:
-            selected, skipped = variants | "SelectForModel" >> beam.Partition(
-                lambda v, _: 0 if v[0].restore else 1, 2
-            )
         handler = KeyedModelHandler(
             ImageRestorationHandler(
                 self.model_dir,
@@ -239,13 +229,14 @@ class Restore(beam.PTransform):
                 model_copies=inference.model_copies,
             )
         )
-        results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()
-        model_out = results | "Unpack" >> beam.MapTuple(lambda v, result: (v, result.example, result.inference))
+        results, failures = (
+            variants
+            | "MarkSelected" >> beam.MapTuple(lambda variant, image: (variant, Restorable(image, variant.restore)))
+            | "RunInference" >> RunInference(handler).with_exception_handling()
+        )
+        restored = results | "Unpack" >> beam.MapTuple(lambda v, result: (v, result.example, result.inference))
         dead = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
-        if everything:
-            return {"restored": model_out, DEAD: dead}
-        bypass = skipped | bypass_label >> beam.MapTuple(lambda variant, image: (variant, image, None))
-        return {"restored": (model_out, bypass) | "Merge" >> beam.Flatten(), DEAD: dead}
+        return {"restored": restored, DEAD: dead}
 
 
 # --- encode --------------------------------------------------------------------------------------

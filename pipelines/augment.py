@@ -154,15 +154,18 @@ def _multi_process(options: PipelineOptions) -> bool:
 
 
 def translate(error: Exception) -> AeopsError:
-    """The one line a user needs from an exception Beam re-raised from inside a stage."""
-    text = str(error)
-    if "another run published first" in text:
-        line = next(l for l in text.splitlines() if "another run published first" in l)
-        return PublishRaceError(line.split(": ", 1)[-1] if line.startswith(("aeops", "PublishRaceError")) else line)
-    if "counts do not reconcile" in text:
-        return AeopsError(next(l for l in text.splitlines() if "counts do not reconcile" in l).strip())
-    last = [l.strip() for l in text.splitlines() if l.strip()]
-    return AeopsError(f"augment: the pipeline failed: {type(error).__name__}: {last[-1] if last else ''}")
+    """The one line a user needs from an exception Beam re-raised from inside a stage.
+
+    Beam re-raises a stage's failure wrapped in its own text (the traceback, "[while running ...]"); the
+    errors aeops raises on purpose are found again by their message and come back as themselves.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for needle, cls in (("another run published first", PublishRaceError), ("counts do not reconcile", AeopsError)):
+        for line in lines:
+            if needle in line:
+                message = line[line.index(needle):].split(" [while running", 1)[0]
+                return cls(message)
+    return AeopsError(f"augment: the pipeline failed: {type(error).__name__}: {lines[-1] if lines else ''}")
 
 
 def summary(manifest: dict, root: str, version: str, seconds: float) -> str:
