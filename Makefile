@@ -7,7 +7,7 @@ DEMO_DIR ?= demo-output
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: test demo install bench pretrained clean
+.PHONY: test demo install bench bench-ops bench-pipeline pretrained clean
 
 install: $(STAMP)
 
@@ -28,9 +28,15 @@ demo: $(STAMP)
 	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample --num-shards 2
 	$(PY) -m aeops augment --config configs/local.yaml --input '$(DEMO_DIR)/shards/sample-*' --output $(DEMO_DIR)/dataset
 
-bench: $(STAMP)
+# Benchmarks regenerate their README tables from what they measure (benchmarks/README.md says how).
+bench: bench-ops bench-pipeline
+
+bench-ops: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) benchmarks/ops.py
+	$(PY) benchmarks/ops.py --seconds 0.3 --repeats 3 --write-readme
+
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/pipeline.py --write-readme
 
 # The shipped model: about an hour of CPU training on the embedded sample set, then its export is copied into
 # the package. An interrupted run resumes from build/pretrained/checkpoints; rm -rf build/pretrained to start over.

@@ -20,11 +20,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402 - the thread limits must be set before numpy and OpenCV load
 import platform  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
@@ -32,9 +30,8 @@ import numpy as np  # noqa: E402
 import skimage.data  # noqa: E402
 
 import aeops.ops  # noqa: E402
+from readme import write_block  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- ops-benchmark:start -->", "<!-- ops-benchmark:end -->"
 SIZES = ((256, 256), (768, 1024))  # (height, width)
 REFLECT = cv2.BORDER_REFLECT_101
 
@@ -151,14 +148,6 @@ def _machine() -> str:
     return f"{cpu}, Python {platform.python_version()}"
 
 
-def write_readme(table: str) -> None:
-    text = README.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{README}: the markers {START} and {END} are missing")
-    block = f"{START}\n{table}\n{END}"
-    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, count=1, flags=re.S))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed round")
@@ -180,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report(rows, command.strip())
     print(table)
     if args.write_readme:
-        write_readme(table)
+        write_block("ops-benchmark", table)
     return 0
 
 

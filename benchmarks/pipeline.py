@@ -31,7 +31,6 @@ import glob  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -53,10 +52,8 @@ from aeops.config import PipelineConfig  # noqa: E402
 from aeops.inference import bucket_shape  # noqa: E402
 from aeops.model import PRETRAINED  # noqa: E402
 from aeops.sample import sample_paths  # noqa: E402
+from readme import write_block  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
-README = ROOT / "README.md"
-START, END = "<!-- pipeline-benchmark:start -->", "<!-- pipeline-benchmark:end -->"
-ANCHOR = "<!-- pipeline:end -->"
 CONFIG = ROOT / "configs" / "local.yaml"
 OVERRIDES = ["augment.variants=1", "augment.keep_original=false"]
 # (height, width) of the generated images: mixed sizes, most of them not multiples of the 32 px bucket.
@@ -339,16 +336,6 @@ def report(command: str, setup: dict, results: dict, memory: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(table: str) -> None:
-    text = README.read_text()
-    if START not in text or END not in text:
-        if ANCHOR not in text:
-            raise SystemExit(f"{README}: neither the {START} markers nor {ANCHOR} to place them after")
-        text = text.replace(ANCHOR, f"{ANCHOR}\n{START}\n{END}", 1)
-    block = f"{START}\n{table}\n{END}"
-    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, count=1, flags=re.S))
-
-
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -437,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report(command.strip(), setup, results, memory)
     print(table)
     if args.write_readme:
-        write_readme(table)
+        write_block("pipeline-benchmark", table)
     return 0
 
 

@@ -1,0 +1,21 @@
+"""Regenerates a benchmark's table in the top-level README from what the benchmark just measured.
+
+Each benchmark owns the block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; figures there
+are never typed in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def write_block(name: str, table: str) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = README.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{README}: the markers {start} and {end} are missing")
+    block = f"{start}\n{table}\n{end}"
+    README.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, count=1, flags=re.S))
