@@ -13,7 +13,7 @@ from aeops import codec, schema, tfrecord
 from aeops.config import CorruptionConfig, TrainConfig, load
 from aeops.metrics import psnr, ssim
 from aeops.model import corruption, data, losses
-from aeops.model.architecture import build_autoencoder, multiple
+from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
 from aeops.model.export import pad_to_multiple, tiled
 from tests.images import gradient
 
@@ -22,7 +22,7 @@ from tests.images import gradient
 def test_builder_is_fully_convolutional(depth):
     net = build_autoencoder(width=4, depth=depth, blocks=1)
     for h, w in [(multiple(depth), multiple(depth)), (8 * multiple(depth), 3 * multiple(depth))]:
-        assert net(tf.zeros((2, h, w, 3))).shape == (2, h, w, 3)
+        assert net([tf.zeros((2, h, w, 3)), tf.zeros((2, 1))]).shape == (2, h, w, 3)
 
 
 def test_width_and_depth_change_the_size():
@@ -36,7 +36,17 @@ def test_residual_output_starts_near_the_input():
     net = build_autoencoder(width=4, depth=2, blocks=1, residual=True)
     net.get_layer("head").set_weights([np.zeros_like(w) for w in net.get_layer("head").get_weights()])
     x = tf.random.uniform((1, 16, 16, 3), seed=1)
-    np.testing.assert_allclose(net(x).numpy(), x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(net([x, tf.constant([[0.1]])]).numpy(), x.numpy(), atol=1e-6)
+
+
+def test_noise_estimate_follows_sigma_and_ignores_smooth_structure():
+    clean = tf.constant(gradient(128, 96)[None], tf.float32) / 255.0
+    assert float(estimate_noise(clean)[0, 0]) * 255 < 1.0
+    for sigma in (5.0, 25.0):
+        noisy = corruption.add_noise(clean[0], sigma, tf.constant([0, 1], tf.int64))[None]
+        assert abs(float(estimate_noise(noisy)[0, 0]) * 255 - sigma) < 0.12 * sigma + 0.5
+    batch = tf.concat([clean, noisy], 0)
+    assert estimate_noise(batch).shape == (2, 1) and float(estimate_noise(tf.zeros((1, 9, 13, 3)))[0, 0]) == 0.0
 
 
 @pytest.mark.parametrize("h,w,m", [(8, 8, 64), (9, 13, 8), (16, 16, 16), (257, 301, 16)])
@@ -51,8 +61,9 @@ def test_padding_reaches_the_multiple_and_keeps_the_image(h, w, m):
 def test_tiles_join_without_seams():
     net = build_autoencoder(width=4, depth=2, blocks=1)
     images = tf.random.stateless_uniform((2, 100, 72, 3), [0, 3])
-    joined = tf.function(lambda x: tiled(net, x, tile=32, overlap=64))(images)
-    np.testing.assert_allclose(joined.numpy(), net(images).numpy(), atol=1e-5)
+    noise = tf.constant([[0.05], [0.2]])
+    joined = tf.function(lambda x, n: tiled(net, x, n, tile=32, overlap=64))(images, noise)
+    np.testing.assert_allclose(joined.numpy(), net([images, noise]).numpy(), atol=1e-5)
 
 
 def _clean(h=48, w=40):
@@ -126,8 +137,8 @@ def test_training_batches_from_shards_skip_bad_records(tmp_path):
     shards = _shards(tmp_path)
     assert len(shards.fingerprint) == 64 and len(shards.paths) == 2
     config = load(TrainConfig, None, ["crop_size=32", "batch_size=3", "validation_fraction=0"])
-    noisy, clean = next(iter(data.training_dataset(shards, config)))
-    assert noisy.shape == clean.shape == (3, 32, 32, 3)
+    (noisy, noise), clean = next(iter(data.training_dataset(shards, config)))
+    assert noisy.shape == clean.shape == (3, 32, 32, 3) and noise.shape == (3, 1)
     assert data.validation_dataset(shards, config) is None
 
 
@@ -136,7 +147,7 @@ def test_small_images_are_upscaled_to_the_crop(tmp_path):
     with open(tmp_path / "s.tfrecord", "wb") as stream:
         tfrecord.write_records(stream, [record])
     config = load(TrainConfig, None, ["crop_size=24", "batch_size=2", "validation_fraction=0"])
-    noisy, _ = next(iter(data.training_dataset(data.resolve(str(tmp_path / "s.tfrecord")), config)))
+    (noisy, _), _ = next(iter(data.training_dataset(data.resolve(str(tmp_path / "s.tfrecord")), config)))
     assert noisy.shape == (2, 24, 24, 3)
 
 

@@ -1,15 +1,25 @@
-"""The denoising autoencoder: a small U-Net with a residual output, as a pure parameterised builder.
+"""The denoising autoencoder: a small U-Net with a residual output and a noise-level input, as a pure
+parameterised builder, and the noise-level estimate it is given.
 
 Fully convolutional, so one set of weights serves any height and width that is a multiple of
 :func:`multiple` (the export pads to it). With ``residual`` the network predicts the corruption and
 subtracts it from its input: at low noise the identity is the right answer, and a residual net starts
 there instead of having to learn it, which is what makes a short CPU training run worth having.
+
+The network is still blind (nobody tells it sigma), but it is handed :func:`estimate_noise` of the whole
+image as a constant extra input plane. A purely local network cannot tell dense fine texture from noise
+where it sees no flat patch within its receptive field, and smooths it away; the whole-image estimate
+settles that, as in FFDNet, and costs a few milliseconds.
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+import tensorflow as tf
+from keras import layers, ops
+
+MAD_TO_SIGMA = 0.6745  # median(|N(0, s)|) = 0.6745 s
+NOISE_UNIT = 25.0 / 255.0  # the noise plane is sigma in units of 25 grey levels, so it is O(1) like the image
 
 
 def multiple(depth: int) -> int:
@@ -17,16 +27,44 @@ def multiple(depth: int) -> int:
     return 2**depth
 
 
-def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual: bool = True) -> keras.Model:
-    """Float RGB in [0, 1] ``(b, h, w, 3)`` -> restored float RGB in [0, 1], same shape.
+def estimate_noise(images: tf.Tensor) -> tf.Tensor:
+    """Gaussian noise std of each image of a float ``(b, h, w, c)`` batch in [0, 1] -> ``(b, 1)``, same scale.
 
-    ``width`` channels at the first level, doubled per level (capped at 4x: the deep levels hold most parameters but little of the compute, and the shipped model must stay a few MB);
-    ``depth`` halvings (strided convolutions down, transposed convolutions up, skip connections by
-    addition, which is cheaper than concatenation at equal quality for a denoiser); ``blocks``
-    3x3 convolutions per level.
+    Donoho's estimator: the median absolute coefficient of the finest diagonal Haar band, over all channels,
+    divided by 0.6745. Image structure barely reaches that band, noise fills it evenly, and the median
+    ignores the edges that do reach it.
+    """
+    images = tf.cast(images, tf.float32)
+    height, width = tf.shape(images)[1] // 2 * 2, tf.shape(images)[2] // 2 * 2
+    x = images[:, :height, :width]
+    diagonal = (x[:, 0::2, 0::2] - x[:, 0::2, 1::2] - x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) / 2.0
+    flat = tf.reshape(tf.abs(diagonal), [tf.shape(x)[0], -1])
+    median = tf.sort(flat, axis=1)[:, tf.shape(flat)[1] // 2]
+    return median[:, None] / MAD_TO_SIGMA
+
+
+class NoisePlane(layers.Layer):
+    """Appends the per-image noise level ``(b, 1)`` to the images as a constant fourth channel."""
+
+    def call(self, images, noise):
+        shape = ops.shape(images)
+        plane = ops.broadcast_to(ops.reshape(noise / NOISE_UNIT, (-1, 1, 1, 1)), (shape[0], shape[1], shape[2], 1))
+        return ops.concatenate([images, ops.cast(plane, images.dtype)], axis=-1)
+
+
+def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual: bool = True) -> keras.Model:
+    """``[images, noise]`` -> restored images: float RGB in [0, 1] ``(b, h, w, 3)`` and the noise std
+    ``(b, 1)`` on the same scale (:func:`estimate_noise` of the whole image) -> float RGB, same shape.
+
+    ``width`` channels at the first level, doubled per level up to 4x (the deep levels hold most of the
+    parameters but little of the compute, and the shipped model must stay a few MB); ``depth`` halvings
+    (strided convolutions down, transposed convolutions up, skip connections by addition, cheaper than
+    concatenation at equal quality for a denoiser); ``blocks`` 3x3 convolutions per level.
     """
     images = keras.Input(shape=(None, None, 3), name="images")
-    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="stem")(images)
+    noise = keras.Input(shape=(1,), name="noise")
+    x = NoisePlane(name="noise_plane")(images, noise)
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="stem")(x)
     skips = []
     for level in range(depth):
         x = _convs(x, _channels(width, level), blocks, f"down{level}")
@@ -40,7 +78,7 @@ def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual
     x = layers.Conv2D(3, 3, padding="same", name="head", dtype="float32")(x)
     if residual:
         x = layers.Subtract(name="residual", dtype="float32")([images, x])
-    return keras.Model(images, x, name=f"unet_w{width}_d{depth}_b{blocks}{'_res' if residual else ''}")
+    return keras.Model([images, noise], x, name=f"unet_w{width}_d{depth}_b{blocks}{'_res' if residual else ''}")
 
 
 def _channels(width: int, level: int) -> int:

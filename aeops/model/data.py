@@ -25,6 +25,7 @@ import tensorflow as tf
 from aeops import codec, schema, storage, tfrecord
 from aeops.config import TrainConfig
 from aeops.errors import DecodeError, UsageError
+from aeops.model.architecture import estimate_noise
 from aeops.model.corruption import add_noise, corrupt, quantize
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
         image = tf.image.stateless_random_flip_up_down(image, seed[3])
         image = tf.gather(image, tf.argsort(tf.random.stateless_uniform([3], seed[4])), axis=-1)
         clean = quantize(image)  # resizing leaves the 8-bit grid; the target must be a real uint8 image
-        return corrupt(clean, seed[5], corruption), clean
+        return with_noise_level(corrupt(clean, seed[5], corruption)), clean
 
     pairs = tf.data.Dataset.zip(images, seeds).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
     return pairs.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -169,10 +170,15 @@ def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset |
 
     def noisy(index, image):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-        return add_noise(image, VALIDATION_SIGMA, seed), image
+        return with_noise_level(add_noise(image, VALIDATION_SIGMA, seed)), image
 
     # A known length: Keras then neither warns that the set "ran out of data" nor probes past its end.
     return images.enumerate().map(noisy).apply(tf.data.experimental.assert_cardinality(size)).batch(4)
+
+
+def with_noise_level(noisy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The network's two inputs for one image: the image and its estimated noise std ``(1,)``."""
+    return noisy, estimate_noise(noisy[None])[0]
 
 
 def rescaled_crop(image: tf.Tensor, size: int, scale_seed: tf.Tensor, crop_seed: tf.Tensor) -> tf.Tensor:

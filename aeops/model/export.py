@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeops.model.architecture import build_autoencoder, multiple
+from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
 
 from aeops.model import METADATA
 FORMAT = "aeops-denoiser/1"
@@ -47,14 +47,17 @@ def pad_to_multiple(images: tf.Tensor, m: int) -> tf.Tensor:
     return images
 
 
-def restore(network: keras.Model, images: tf.Tensor) -> tf.Tensor:
+def restore(network: keras.Model, images: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
     """The network on a padded float batch: in one pass when small, else in overlapping tiles."""
     pixels = tf.shape(images)[1] * tf.shape(images)[2]
-    return tf.cond(pixels <= WHOLE_PIXELS, lambda: network(images, training=False), lambda: tiled(network, images))
+    return tf.cond(pixels <= WHOLE_PIXELS, lambda: network([images, noise], training=False),
+                   lambda: tiled(network, images, noise))
 
 
-def tiled(network: keras.Model, images: tf.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> tf.Tensor:
+def tiled(network: keras.Model, images: tf.Tensor, noise: tf.Tensor, tile: int = TILE,
+          overlap: int = OVERLAP) -> tf.Tensor:
     """The network applied tile by tile; each tile's output keeps only its own ``tile`` x ``tile`` centre.
+    Every tile is given the noise level of the whole image, so tiles agree on how much to smooth.
 
     Tiles are joined with ``TensorArray.concat``, which joins along the first axis, hence the transposes.
     """
@@ -68,7 +71,7 @@ def tiled(network: keras.Model, images: tf.Tensor, tile: int = TILE, overlap: in
         for c in tf.range(cols):
             x0 = c * tile
             left, right = tf.maximum(0, x0 - overlap), tf.minimum(width, x0 + tile + overlap)
-            out = tf.cast(network(images[:, top:bottom, left:right], training=False), tf.float32)
+            out = tf.cast(network([images[:, top:bottom, left:right], noise], training=False), tf.float32)
             out = out[:, y0 - top : tf.minimum(height, y0 + tile) - top, x0 - left : tf.minimum(width, x0 + tile) - left]
             tiles = tiles.write(c, tf.transpose(out, [2, 0, 1, 3]))  # (w, b, h, c)
         strip = tf.transpose(tiles.concat(), [2, 1, 0, 3])  # (h, b, w, c)
@@ -88,7 +91,7 @@ class Denoiser(tf.Module):
     def serve(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = tf.cast(images, tf.float32) / 255.0
-        y = restore(self.network, pad_to_multiple(x, self.m))[:, :height, :width, :]
+        y = restore(self.network, pad_to_multiple(x, self.m), estimate_noise(x))[:, :height, :width, :]
         y = tf.round(tf.clip_by_value(tf.cast(y, tf.float32), 0.0, 1.0) * 255.0)
         return {"reconstruction": tf.cast(y, tf.uint8)}
 
