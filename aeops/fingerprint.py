@@ -68,17 +68,24 @@ def _gcs_inputs(pattern: str, paths: list[str]) -> list[dict[str, Any]]:
     return [found[path] for path in sorted(found)]
 
 
+SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+
+
 def model_sha256(model_dir: str) -> str:
-    """SHA-256 over the SavedModel directory: each file's path relative to it and its content's SHA-256.
+    """SHA-256 over the SavedModel's own files: each one's path relative to the directory and its content's SHA-256.
 
     Sorted by relative path with ``/`` separators, so a local copy and its ``gs://`` upload hash the same.
+    Only the SavedModel counts (:data:`SAVED_MODEL_PARTS`): not ``aeops_model.json``, which records this
+    very hash, nor training checkpoints beside it. This is the hash stamped as ``aeops/model`` on outputs.
     """
     base = model_dir.rstrip("/")
     files = storage.match(base if not storage.is_remote(base) else base + "/**")
-    if not files:
-        raise UsageError(f"model directory {model_dir!r} is empty or missing: pass a SavedModel directory")
+    parts = sorted((_relative(base, path), path) for path, _ in files)
+    parts = [(rel, path) for rel, path in parts if rel.split("/", 1)[0] in SAVED_MODEL_PARTS]
+    if not parts:
+        raise UsageError(f"model directory {model_dir!r} holds no SavedModel: pass a directory written by 'aeops train'")
     digest = hashlib.sha256()
-    for rel, path in sorted((_relative(base, path), path) for path, _ in files):
+    for rel, path in parts:
         content = hashlib.sha256()
         with storage.open_read(path) as stream:
             while chunk := stream.read(_CHUNK):

@@ -10,7 +10,7 @@ from aeops import codec
 from aeops.evaluate import add_noise
 from aeops.metrics import psnr
 from aeops.model import PRETRAINED, load
-from aeops.model.export import model_sha256
+from aeops.fingerprint import model_sha256
 from aeops.sample import data_dir
 
 MAX_BYTES = 8 << 20

@@ -272,6 +272,11 @@ def test_model_sha256_same_local_and_on_gcs_and_sensitive_to_paths_and_bytes(tmp
     renamed = model_sha256(str(model))
     (model / "saved_model.pb").write_bytes(b"grapH")
     assert len({local, renamed, model_sha256(str(model))}) == 3
+    changed = model_sha256(str(model))
+    (model / "aeops_model.json").write_bytes(b'{"sha256": "..."}')  # metadata and checkpoints are not the model
+    (model / "checkpoints").mkdir()
+    (model / "checkpoints" / "ckpt-1.index").write_bytes(b"step 1")
+    assert model_sha256(str(model)) == changed
     with pytest.raises(UsageError, match="model directory"):
         model_sha256(str(tmp_path / "missing"))
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from aeops import cli
 from aeops.errors import ConfigError, UsageError
-from aeops.model.export import model_sha256
+from aeops.fingerprint import model_sha256
 from pipelines import train
 from tests.model_fixtures import tiny_args
 

@@ -8,7 +8,6 @@ rather than adding zeros, which the network would read as a dark edge and "resto
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from aeops.fingerprint import model_sha256
+from aeops.model import METADATA
 from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
 
-from aeops.model import METADATA
 FORMAT = "aeops-denoiser/1"
 MIN_SIDE, MAX_SIDE = 8, 4096
 # Images above WHOLE_PIXELS are restored in TILE-pixel tiles that each see OVERLAP more pixels of context on
@@ -28,7 +28,6 @@ MIN_SIDE, MAX_SIDE = 8, 4096
 # is a multiple of 64 so every tile keeps the strided layers' alignment for any depth up to 6.
 WHOLE_PIXELS = 1024 * 1024
 TILE, OVERLAP = 512, 64
-SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
 def pad_to_multiple(images: tf.Tensor, m: int) -> tf.Tensor:
@@ -127,14 +126,3 @@ def export(network: keras.Model, architecture: dict[str, Any], model_dir: str, m
     Path(tmp).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, os.path.join(model_dir, METADATA))
     return digest
-
-
-def model_sha256(model_dir: str) -> str:
-    """SHA-256 over the SavedModel's own files (relative path and content): not the metadata, not checkpoints."""
-    digest = hashlib.sha256()
-    root = Path(model_dir)
-    files = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] in SAVED_MODEL_PARTS]
-    for path in sorted(files):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
