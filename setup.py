@@ -42,7 +42,7 @@ setup(
     description="Batch augmentation and autoencoder restoration of TFRecord image datasets on Apache Beam",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["aeops", "aeops.*", "pipelines", "pipelines.*"]),
-    package_data={"aeops": ["pretrained/**/*", "configs/*.yaml"]},
+    package_data={"aeops": ["pretrained/**/*"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
