@@ -9,12 +9,13 @@ file) and only then moves ``LATEST``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import time
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 
 from aeops import __version__, config, stages, storage
 from aeops.cli import ArgumentParser
@@ -61,14 +62,34 @@ def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
 
 
 def beam_options(cfg: PipelineConfig, beam_argv: list[str]) -> PipelineOptions:
-    """The config's ``beam:`` section as flags, then the command line's Beam flags, which win."""
+    """The config's ``beam:`` section as flags, then the command line's Beam flags, which win.
+
+    Beam drops flags it does not know with a log line; a typo (``--runer``) would then run something else
+    than asked, so any flag no Beam option class knows is a usage error here.
+    """
     flags = []
     for name, value in cfg.beam.items():
         if value is None:
             continue
         for item in value if isinstance(value, list) else [value]:
             flags.append(f"--{name}" if item is True else f"--{name}={item}")
-    return PipelineOptions(flags + beam_argv, save_main_session=False)
+    flags += beam_argv
+    unknown, known = unknown_flags(flags)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0].split("=", 1)[0], known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else "; see 'aeops augment --help' and Beam's pipeline options"
+        raise UsageError(f"augment: unknown flag {unknown[0]!r}{hint}")
+    return PipelineOptions(flags, save_main_session=False)
+
+
+def unknown_flags(flags: list[str]) -> tuple[list[str], list[str]]:
+    """(flags no PipelineOptions class defines, every flag they define), parsed as Beam itself parses them."""
+    parser = _BeamArgumentParser(allow_abbrev=False)  # Beam's own parser: value-provider arguments need it
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 - what PipelineOptions.get_all_options does
+    _, unknown = parser.parse_known_args(flags)
+    known = [option for action in parser._actions for option in action.option_strings]  # noqa: SLF001
+    return [flag for flag in unknown if flag.startswith("-")], known
 
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
@@ -81,10 +102,8 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     """:func:`run`, returning Beam's ``PipelineResult`` (None when up to date): on Dataflow its ``job``
     is the job that was submitted, or only built with ``--dry_run=True``."""
     args, beam_argv = parse_args(argv)
-    unknown = [a for a in beam_argv if a.startswith("--") and a.split("=")[0].lstrip("-") in ("set", "model_dir")]
-    if unknown:
-        raise UsageError(f"augment: unknown flag {unknown[0]!r}")
     cfg, pattern, root, model_dir = resolve(args)
+    options = beam_options(cfg, beam_argv)
     inputs = list_inputs(pattern)
     model_hash = model_sha256(model_dir) if model_dir else ""
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
@@ -97,7 +116,6 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
                   f"model; LATEST -> {version} (--force to run again)")
             print(locations(storage.join(root, version)))
             return None
-        options = beam_options(cfg, beam_argv)
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
         # Dataflow's --dry_run builds the job and submits nothing: leave ROOT as it is (no prepare).
         dry_run = runner.lower().startswith("dataflow") and options.view_as(TestOptions).dry_run

@@ -38,3 +38,13 @@ def test_module_entry_points_share_the_guard(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("flag, hint", [("--runer=DataflowRunner", "did you mean --runner?"), ("--frobnicate", "--help")])
+def test_augment_rejects_flags_beam_does_not_know(tmp_path, flag, hint):
+    """Beam would drop an unknown flag with a log line and run something else than asked."""
+    result = aeops("augment", "--config", "configs/local.yaml", "--input", str(tmp_path / "*.tfrecord"),
+                   "--output", str(tmp_path / "out"), "--set", "inference.enabled=false", flag)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag.split("=")[0] in lines[0] and hint in lines[0]
