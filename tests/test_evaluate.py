@@ -33,6 +33,7 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_model_dir, tmp_path, capsy
     rows = {(row["sigma"], row["method"]): row for row in result["results"]}
     assert rows[(25.0, "nlm")]["psnr"] > rows[(25.0, "noisy")]["psnr"] > rows[(50.0, "noisy")]["psnr"]
     assert rows[(25.0, "model")]["ms_per_image"] > 0
+    assert set(rows[(25.0, "nlm")]["per_image"]) == {"a.png", "b.jpg"}
 
 
 def test_noise_is_fixed_by_the_seed():
