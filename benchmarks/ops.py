@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import skimage.data  # noqa: E402
 
 import aeops.ops  # noqa: E402
-from readme import write_block  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
+from readme import emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
 SIZES = ((256, 256), (768, 1024))  # (height, width)
 REFLECT = cv2.BORDER_REFLECT_101
@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} {hw[1]:>4}x{hw[0]:<4} {ours:>9,.0f} {record:>9,.0f} {theirs:>9,.0f}", file=sys.stderr)
     command = "python benchmarks/ops.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = report(rows, command.strip())
-    print(table)
-    if args.write_readme:
-        write_block("ops-benchmark", table)
+    emit("ops-benchmark", table, args.write_readme)
     return 0
 
 

@@ -52,7 +52,7 @@ from aeops.config import PipelineConfig  # noqa: E402
 from aeops.inference import bucket_shape  # noqa: E402
 from aeops.model import PRETRAINED  # noqa: E402
 from aeops.sample import sample_paths  # noqa: E402
-from readme import write_block  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
+from readme import emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
 CONFIG = ROOT / "configs" / "local.yaml"
 OVERRIDES = ["augment.variants=1", "augment.keep_original=false"]
@@ -422,9 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python benchmarks/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = report(command.strip(), setup, results, memory)
-    print(table)
-    if args.write_readme:
-        write_block("pipeline-benchmark", table)
+    emit("pipeline-benchmark", table, args.write_readme)
     return 0
 
 

@@ -12,6 +12,13 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def emit(name: str, table: str, write: bool) -> None:
+    """Print the measured table and, with ``write``, put it in the README block ``name``."""
+    print(table)
+    if write:
+        write_block(name, table)
+
+
 def write_block(name: str, table: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = README.read_text()
