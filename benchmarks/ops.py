@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import skimage.data  # noqa: E402
 
 import aeops.ops  # noqa: E402
-from readme import emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
+from readme import cpu, emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
 SIZES = ((256, 256), (768, 1024))  # (height, width)
 REFLECT = cv2.BORDER_REFLECT_101
@@ -118,7 +118,7 @@ def measure(name: str, image: np.ndarray, seconds: float, repeats: int) -> tuple
 
 def report(rows: list[tuple[str, str, float, float, float]], command: str) -> str:
     lines = [
-        f"`{command}` on {_machine()}, one thread; aeops {aeops.__version__}, albumentations {A.__version__}, "
+        f"`{command}` on {cpu()}, Python {platform.python_version()}, one thread; aeops {aeops.__version__}, albumentations {A.__version__}, "
         f"OpenCV {cv2.__version__}, numpy {np.__version__}. Images per second; ratio = aeops / albumentations.",
         "",
         "| op | image | aeops op | aeops per record | albumentations | ratio op | ratio per record |",
@@ -137,15 +137,6 @@ def report(rows: list[tuple[str, str, float, float, float]], command: str) -> st
             f"({rows[worst][0]}, {rows[worst][1]})."
         )
     return "\n".join(lines)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ from aeops.config import PipelineConfig  # noqa: E402
 from aeops.inference import bucket_shape  # noqa: E402
 from aeops.model import PRETRAINED  # noqa: E402
 from aeops.sample import sample_paths  # noqa: E402
-from readme import emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
+from readme import cpu, emit  # noqa: E402 - benchmarks/ is on sys.path when a benchmark runs
 
 CONFIG = ROOT / "configs" / "local.yaml"
 OVERRIDES = ["augment.variants=1", "augment.keep_original=false"]
@@ -274,12 +274,7 @@ def peak_memory(pattern: str, root: str, model_dir: str) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}"
+    return f"{cpu()}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}"
 
 
 def versions() -> str:

@@ -1,11 +1,12 @@
 """Regenerates a benchmark's table in the top-level README from what the benchmark just measured.
 
 Each benchmark owns the block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; figures there
-are never typed in.
+are never typed in. :func:`cpu` names the machine they were measured on.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
@@ -26,3 +27,12 @@ def write_block(name: str, table: str) -> None:
         raise SystemExit(f"{README}: the markers {start} and {end} are missing")
     block = f"{start}\n{table}\n{end}"
     README.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, count=1, flags=re.S))
+
+
+def cpu() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
