@@ -146,6 +146,8 @@ class TrainConfig(Strict):
     steps_per_epoch: int = Field(200, ge=1)
     epochs: int = Field(100, ge=1)
     learning_rate: float = Field(1e-3, gt=0, le=1)
+    ema_momentum: float | None = Field(None, gt=0, lt=1, description=(
+        "validate and export an exponential moving average of the weights (e.g. 0.999); null = the last weights"))
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     max_minutes: float = Field(60.0, gt=0, description="stop cleanly and export after this long")
     mixed_precision: Literal["auto", "on", "off"] = "auto"

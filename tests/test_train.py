@@ -90,6 +90,31 @@ def test_time_budget_stops_cleanly_and_exports(tmp_path, capsys):
     assert "already spent" in capsys.readouterr().out
 
 
+def saved_arrays(model_dir: Path) -> set[bytes]:
+    reader = tf.train.load_checkpoint(str(model_dir / "variables" / "variables"))
+    arrays = (reader.get_tensor(name) for name in reader.get_variable_to_shape_map())
+    return {array.tobytes() for array in arrays if isinstance(array, np.ndarray) and array.dtype == np.float32}
+
+
+def test_ema_exports_the_averaged_weights_and_a_budget_spent_rerun_exports_the_same(tmp_path):
+    from aeops.config import TrainConfig
+    from aeops.model import training
+
+    model_dir = tmp_path / "model"
+    assert train.run(tiny_args(model_dir, ema_momentum=0.5)) == 0
+    config = json.loads((model_dir / "aeops_model.json").read_text())["training"]["config"]
+    network = training.build(TrainConfig.model_validate(config))
+    network.optimizer.build(network.trainable_variables)
+    network.load_weights(str(model_dir / "checkpoints" / "latest.weights.h5"))
+    last = [v.numpy().tobytes() for v in network.trainable_variables]
+    network.optimizer.finalize_variable_values(network.trainable_variables)
+    averaged = [v.numpy().tobytes() for v in network.trainable_variables]
+    exported = saved_arrays(model_dir)
+    assert set(averaged) <= exported and not set(last) <= exported
+    assert train.run(tiny_args(model_dir, ema_momentum=0.5, max_minutes=0.001)) == 0  # budget spent: re-export
+    assert saved_arrays(model_dir) == exported
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(UsageError, match="--model-dir"):
         train.run([])
