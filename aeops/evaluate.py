@@ -29,6 +29,7 @@ from aeops.errors import DecodeError, UsageError
 from aeops.metrics import psnr, ssim
 
 SIGMAS = (15.0, 25.0, 50.0)
+MIN_SIDE = 8  # CONTRACT §5: the signature takes sides from 8 (SSIM's 7x7 window fits too)
 NLM = {"h": "0.8*sigma", "patch_size": 5, "patch_distance": 6, "fast_mode": True}
 
 
@@ -65,6 +66,9 @@ def load_images(patterns: list[str], crop: int) -> list[tuple[str, np.ndarray]]:
             image = codec.decode(storage.read_bytes(path))
         except DecodeError as exc:
             raise UsageError(f"--images: {path!r} is not a readable image ({exc}); remove it from the list") from None
+        if min(image.shape[:2]) < MIN_SIDE:
+            raise UsageError(f"--images: {path!r} is {image.shape[1]}x{image.shape[0]}; evaluate needs images of "
+                             f"at least {MIN_SIDE}x{MIN_SIDE} (the model's smallest input); remove it from the list")
         images.append((os.path.basename(path), centre_crop(image, crop) if crop else image))
     return images
 

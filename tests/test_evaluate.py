@@ -50,3 +50,6 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert cli.main(["evaluate", "--images", str(tmp_path), "--sigma", "0"]) == 2
     assert cli.main(["evaluate", "--model-dir", str(tmp_path), "--images", str(data_dir() / "coins.png")]) == 2
     assert "saved_model.pb" in capsys.readouterr().err
+    (tmp_path / "tiny.png").write_bytes(codec.encode(np.zeros((5, 6, 3), np.uint8), "png"))
+    assert cli.main(["evaluate", "--images", str(tmp_path / "tiny.png")]) == 2
+    assert "is 6x5; evaluate needs images of at least 8x8" in capsys.readouterr().err
