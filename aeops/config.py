@@ -8,6 +8,7 @@ allowed. The canonical serialisation (sorted keys, no whitespace) goes into mani
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -30,6 +31,54 @@ def Range(low: float, high: float):  # noqa: N802 - a type factory, used like a 
         return pair
 
     return Annotated[tuple[float, float], AfterValidator(check)]
+
+
+# --- the record schema (CONTRACT §3) --------------------------------------------------------------
+
+# Each preset fills every name the user did not set; ``schema.image=...`` etc. override one by one.
+PRESETS: dict[str, dict[str, Any]] = {
+    "od-api": {
+        "image": "image/encoded", "key": "image/key", "label": "image/class/label",
+        "boxes": "image/object/bbox", "box_format": "od-api", "objects": "image/object/",
+        "keypoints": "image/object/keypoint", "mask": "image/segmentation/class/encoded",
+    },
+    "tfds": {
+        "image": "image", "key": None, "label": "label",
+        "boxes": "objects/bbox", "box_format": "tfds", "objects": "objects/", "keypoints": None, "mask": None,
+    },
+    "classification": {
+        "image": "image/encoded", "key": "image/key", "label": "image/class/label",
+        "boxes": None, "box_format": "od-api", "objects": None, "keypoints": None, "mask": None,
+    },
+}
+DEFAULT_MIN_BOX_VISIBILITY = 0.25
+
+
+class SchemaConfig(Strict):
+    """Where a record keeps its image, key and spatial targets; ``null`` = the record has none of that kind."""
+
+    preset: Literal["od-api", "tfds", "classification"] = Field("od-api", description="od-api, tfds or classification")
+    image: str = Field(description="the encoded image feature (bytes)")
+    key: str | None = Field(description="the stable id feature (bytes); null or absent = SHA-256 of the image")
+    label: str | None = Field(description="the image's class label feature, passed through")
+    boxes: str | None = Field(description=(
+        "od-api format: the prefix of the four features PREFIX/xmin|ymin|xmax|ymax; "
+        "tfds format: one float list [ymin, xmin, ymax, xmax] * N"))
+    box_format: Literal["od-api", "tfds"] = Field(description="od-api (four lists) or tfds (one list of 4 per box)")
+    objects: str | None = Field(description="prefix of the per-object lists kept aligned with the boxes")
+    keypoints: str | None = Field(description="prefix of PREFIX/x, PREFIX/y (normalised) and PREFIX/visibility")
+    mask: str | None = Field(description="a PNG segmentation mask (class ids), same size as the image")
+    min_box_visibility: float = Field(DEFAULT_MIN_BOX_VISIBILITY, ge=0, le=1, description=(
+        "drop a box (and its per-object values) when less than this share of it is left inside the image"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """Names not given come from the preset (``od-api`` unless another is named)."""
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset", "od-api")
+        return {**PRESETS.get(preset, {}), **data}
 
 
 # --- the augmentation job (aeops augment) -------------------------------------------------------
@@ -98,10 +147,16 @@ class ReportConfig(Strict):
     samples: int = Field(12, ge=0, le=200, description="records shown in the report and contact sheet")
 
 
+# ``schema`` is the section's name in CONTRACT §3; pydantic warns that it shadows BaseModel.schema(), a
+# deprecated classmethod nothing here calls.
+warnings.filterwarnings("ignore", 'Field name "schema"', UserWarning)
+
+
 class PipelineConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     input: str | None = Field(None, description="TFRecord glob, local or gs://")
     output: str | None = Field(None, description="output ROOT, local or gs://")
+    schema: SchemaConfig = SchemaConfig()
     decode: DecodeConfig = DecodeConfig()
     augment: AugmentConfig = AugmentConfig()
     inference: InferenceConfig = InferenceConfig()
@@ -137,6 +192,7 @@ class CorruptionConfig(Strict):
 class TrainConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     data: str | None = Field(None, description="TFRecord glob; null = the embedded sample set")
+    schema: SchemaConfig = SchemaConfig()
     model_dir: str | None = Field(None, description="where checkpoints and the SavedModel go")
     model: ModelConfig = ModelConfig()
     corruption: CorruptionConfig = CorruptionConfig()

@@ -1,5 +1,8 @@
 """The record schema of CONTRACT §3-4: ``tf.train.Example`` <-> :class:`Record`, and output examples.
 
+Feature names default to the ``od-api`` preset; the configured ``schema.image`` and ``schema.key`` are
+passed in by the stages (spatial targets are read and written by :mod:`aeops.spatial`).
+
 Serialisation is always ``deterministic=True`` (map keys sorted), so equal records are equal bytes on
 every runner: the determinism promise of the contract rests on it.
 """
@@ -25,6 +28,7 @@ LABEL = "image/class/label"
 LABEL_TEXT = "image/class/text"
 
 SOURCE_KEY = "aeops/source_key"
+DROPPED_BOXES = "aeops/dropped_boxes"
 VARIANT = "aeops/variant"
 OPS = "aeops/ops"
 SEED = "aeops/seed"
@@ -53,19 +57,21 @@ def image_key(image: bytes) -> bytes:
     return hashlib.sha256(image).hexdigest().encode("ascii")
 
 
-def parse(serialized: bytes) -> Record:
+def parse(serialized: bytes, image_feature: str = IMAGE, key_feature: str | None = KEY) -> Record:
+    """The record; its key from ``key_feature`` when present and not empty, else the image's SHA-256."""
     try:
         example = pb.Example.FromString(serialized)
     except (ProtoDecodeError, RuntimeWarning, ValueError) as exc:
         raise RecordError(f"not a tf.train.Example: {exc}", reason="not_an_example") from None
     features = example.features.feature
-    if IMAGE not in features:
-        raise RecordError(f"missing {IMAGE}", reason="missing_image")
-    values = features[IMAGE].bytes_list.value
+    if image_feature not in features:
+        raise RecordError(f"missing {image_feature}", reason="missing_image")
+    values = features[image_feature].bytes_list.value
     if len(values) != 1:
-        raise RecordError(f"{IMAGE} must hold exactly one bytes value, found {len(values)}", reason="missing_image")
+        raise RecordError(f"{image_feature} must hold exactly one bytes value, found {len(values)}",
+                          reason="missing_image")
     image = values[0]
-    keys = features[KEY].bytes_list.value if KEY in features else []
+    keys = features[key_feature].bytes_list.value if key_feature and key_feature in features else []
     key = keys[0] if keys and keys[0] else image_key(image)
     return Record(key=key, image=image, example=example)
 
@@ -91,9 +97,9 @@ def serialize(features: dict[str, pb.Feature], base: pb.Example | None = None) -
     return example.SerializeToString(deterministic=True)
 
 
-def image_features(image: bytes, fmt: str, height: int, width: int) -> dict[str, pb.Feature]:
+def image_features(image: bytes, fmt: str, height: int, width: int, name: str = IMAGE) -> dict[str, pb.Feature]:
     return {
-        IMAGE: bytes_feature(image),
+        name: bytes_feature(image),
         FORMAT: bytes_feature(fmt.encode()),
         HEIGHT: int_feature(height),
         WIDTH: int_feature(width),
@@ -111,9 +117,12 @@ def output_example(
     ops: list[dict],
     seed: int,
     model: str,
+    image_feature: str = IMAGE,
+    targets: dict[str, pb.Feature] | None = None,
 ) -> bytes:
-    """The output record: pass-through features of the input, the new image, and the ``aeops/*`` lineage."""
-    features = image_features(image, fmt, height, width)
+    """The output record: pass-through features of the input, the new image under ``image_feature``, the
+    moved spatial ``targets`` features (which replace the input's), and the ``aeops/*`` lineage."""
+    features = {**(targets or {}), **image_features(image, fmt, height, width, image_feature)}
     features.update(
         {
             SOURCE_KEY: bytes_feature(record.key),

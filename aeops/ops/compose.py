@@ -2,7 +2,8 @@
 
 Every step of a composition gets its own child generator, spawned before any step draws, so what one op
 draws never depends on what another op drew or whether it fired. Lineage is flat: groups record only the
-ops they actually applied, so :func:`replay` needs nothing but the registry.
+ops they actually applied, so :func:`replay` needs nothing but the registry. Spatial targets
+(:class:`~aeops.ops.targets.Targets`), when given, travel with the image through every step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from aeops.ops.params import Range, check_p, fires
 from aeops.ops.registry import lookup
+from aeops.ops.targets import Targets
 from aeops.seeding import children, variant_children
 
 Lineage = list[dict[str, Any]]
@@ -20,13 +22,13 @@ GROUPS = ("one_of", "some_of")
 
 
 class Pipeline:
-    """Steps (ops or groups) applied in order; ``pipeline(image, rng) -> (image, lineage)``."""
+    """Steps (ops or groups) applied in order; ``pipeline(image, rng, targets) -> (image, targets, lineage)``."""
 
     def __init__(self, steps: list):
         self.steps = tuple(steps)
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
-        return _run(self.steps, range(len(self.steps)), image, children(rng, len(self.steps)))
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, targets: Targets | None = None):
+        return _run(self.steps, range(len(self.steps)), image, targets, children(rng, len(self.steps)))
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -38,11 +40,11 @@ class OneOf:
     def __init__(self, steps: list, p: float):
         self.steps, self.p = tuple(steps), p
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, targets: Targets | None = None):
         if not fires(rng, self.p):
-            return image, []
+            return image, targets, []
         generators = children(rng, len(self.steps))
-        return _run(self.steps, [int(rng.integers(len(self.steps)))], image, generators)
+        return _run(self.steps, [int(rng.integers(len(self.steps)))], image, targets, generators)
 
 
 class SomeOf:
@@ -52,23 +54,23 @@ class SomeOf:
     def __init__(self, steps: list, p: float, n: tuple[int, int]):
         self.steps, self.p, self.n = tuple(steps), p, n
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Lineage]:
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, targets: Targets | None = None):
         if not fires(rng, self.p):
-            return image, []
+            return image, targets, []
         generators = children(rng, len(self.steps))
         count = int(rng.integers(self.n[0], self.n[1], endpoint=True))
         picked = sorted(rng.choice(len(self.steps), size=count, replace=False).tolist())
-        return _run(self.steps, picked, image, generators)
+        return _run(self.steps, picked, image, targets, generators)
 
 
-def _run(steps: tuple, picked, image: np.ndarray, generators: list) -> tuple[np.ndarray, Lineage]:
+def _run(steps: tuple, picked, image: np.ndarray, targets: Targets | None, generators: list):
     """Apply ``steps[i]`` for ``i`` in ``picked`` with ``generators[i]``: a step's child generator never
-    depends on which other steps were picked."""
+    depends on which other steps were picked. Returns (image, targets, lineage)."""
     lineage: Lineage = []
     for index in picked:
-        image, entries = steps[index](image, generators[index])
+        image, targets, entries = steps[index](image, generators[index], targets)
         lineage += entries
-    return image, lineage
+    return image, targets, lineage
 
 
 # --- building from a config ------------------------------------------------------------------------
@@ -122,32 +124,40 @@ def _group(name: str, config: dict[str, Any], where: str):
 # --- the two entry points of the Beam stage ------------------------------------------------------
 
 
-def augment(pipeline: Pipeline, image: np.ndarray, seed: int, key: bytes, variant: int) -> tuple[np.ndarray, Lineage]:
-    """Variant ``variant`` of the source ``key``: the image and the lineage of the ops actually applied.
+def augment(pipeline: Pipeline, image: np.ndarray, seed: int, key: bytes, variant: int, targets: Targets | None = None):
+    """Variant ``variant`` of the source ``key``: ``(image, lineage)`` of the ops actually applied, or
+    ``(image, lineage, targets)`` when the source's spatial ``targets`` are given.
 
     The same (seed, key, variant) gives the same pixels and lineage in any process; variant 0 is the
     source itself, returned untouched with an empty lineage.
     """
-    _check_image(image)
-    if variant == 0:
-        return image, []
+    _check_image(image, targets)
     steps = pipeline.steps
-    return _run(steps, range(len(steps)), image, variant_children(seed, key, variant, len(steps)))
+    if variant == 0:
+        out = image, targets, []
+    else:
+        out = _run(steps, range(len(steps)), image, targets, variant_children(seed, key, variant, len(steps)))
+    return (out[0], out[2]) if targets is None else (out[0], out[2], out[1])
 
 
-def replay(image: np.ndarray, lineage: Lineage) -> np.ndarray:
-    """Re-apply a lineage (as :func:`augment` returned it, or after a JSON round trip): the same pixels."""
-    _check_image(image)
+def replay(image: np.ndarray, lineage: Lineage, targets: Targets | None = None):
+    """Re-apply a lineage (as :func:`augment` returned it, or after a JSON round trip): the same pixels,
+    or ``(image, targets)`` moved exactly as :func:`augment` moved them when ``targets`` are given."""
+    _check_image(image, targets)
+    moved = targets
     for index, entry in enumerate(lineage):
         name = entry.get("op") if isinstance(entry, dict) else None
         try:
-            image = lookup(name).apply(image, **entry["params"])
+            op = lookup(name)
+            image, moved = op.apply(image, **entry["params"]), op.move(moved, entry["params"])
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"lineage[{index}] ({name}): cannot replay: {exc}") from None
-    return image
+    return image if targets is None else (image, moved)
 
 
-def _check_image(image: np.ndarray) -> None:
+def _check_image(image: np.ndarray, targets: Targets | None) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shown = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {shown}")
+    if targets is not None and tuple(targets.shape) != image.shape[:2]:
+        raise ValueError(f"targets are for a {targets.shape} image, the image is {image.shape[:2]}")

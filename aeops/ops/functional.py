@@ -16,6 +16,7 @@ import functools
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -34,14 +35,51 @@ _LEVELS = np.arange(256, dtype=np.float64)
 
 
 # --- geometry ------------------------------------------------------------------------------------
+#
+# Each geometric kernel has an ``*_affine`` twin taking the same geometric parameters: the one place its
+# geometry is written. The pixel kernel warps (or slices and resizes) by it, and the spatial targets of
+# :mod:`aeops.ops.targets` (boxes, keypoints, masks) move by the very same matrix.
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A 2x3 matrix from input to output pixel centres (OpenCV's ``warpAffine`` convention: pixel ``(c, r)``
+    has its centre at ``(c, r)``) and the output's ``(height, width)``."""
+
+    matrix: np.ndarray
+    size: tuple[int, int]
+
+
+def hflip_affine(shape: tuple[int, ...]) -> Affine:
+    height, width = shape[:2]
+    return Affine(np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]]), (height, width))
 
 
 def hflip(image: np.ndarray) -> np.ndarray:
     return cv2.flip(image, 1)
 
 
+def vflip_affine(shape: tuple[int, ...]) -> Affine:
+    height, width = shape[:2]
+    return Affine(np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0]]), (height, width))
+
+
 def vflip(image: np.ndarray) -> np.ndarray:
     return cv2.flip(image, 0)
+
+
+def rotate_affine(shape: tuple[int, ...], angle: float, output_size: str) -> Affine:
+    """Counter-clockwise by ``angle`` degrees about the centre; ``"fit"`` grows the frame to the rotated
+    image's bounding box."""
+    height, width = shape[:2]
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    if output_size == "fit":
+        cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+        width, height = _ceil(width * cos + height * sin), _ceil(width * sin + height * cos)
+        matrix[0, 2] += (width - 1) / 2 - centre[0]
+        matrix[1, 2] += (height - 1) / 2 - centre[1]
+    return Affine(matrix, (height, width))
 
 
 def rotate(image, angle: float, interpolation: str, border_mode: str, fill: Fill, output_size: str) -> np.ndarray:
@@ -52,36 +90,48 @@ def rotate(image, angle: float, interpolation: str, border_mode: str, fill: Fill
     """
     if angle % 360 == 0:
         return image
-    height, width = image.shape[:2]
-    centre = ((width - 1) / 2, (height - 1) / 2)
-    matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
-    if output_size == "fit":
-        cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
-        width, height = _ceil(width * cos + height * sin), _ceil(width * sin + height * cos)
-        matrix[0, 2] += (width - 1) / 2 - centre[0]
-        matrix[1, 2] += (height - 1) / 2 - centre[1]
-    return _warp(image, matrix, (width, height), interpolation, border_mode, fill)
+    return _warp(image, rotate_affine(image.shape, angle, output_size), interpolation, border_mode, fill)
+
+
+def translate_affine(shape: tuple[int, ...], x: float, y: float) -> Affine:
+    height, width = shape[:2]
+    return Affine(np.array([[1.0, 0.0, x * width], [0.0, 1.0, y * height]]), (height, width))
 
 
 def translate(image, x: float, y: float, interpolation: str, border_mode: str, fill: Fill) -> np.ndarray:
     """Shift by ``x`` widths right and ``y`` heights down."""
     if x == 0 and y == 0:
         return image
-    height, width = image.shape[:2]
-    matrix = np.array([[1.0, 0.0, x * width], [0.0, 1.0, y * height]])
-    return _warp(image, matrix, (width, height), interpolation, border_mode, fill)
+    return _warp(image, translate_affine(image.shape, x, y), interpolation, border_mode, fill)
+
+
+def scale_affine(shape: tuple[int, ...], factor: float, output_size: str) -> Affine:
+    """Zoom about the centre (``"keep"``), or the whole image resized by ``factor`` (``"fit"``)."""
+    height, width = shape[:2]
+    if output_size == "fit":
+        return _resize_affine((height, width), (max(1, round(height * factor)), max(1, round(width * factor))))
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return Affine(np.array([[factor, 0.0, cx - factor * cx], [0.0, factor, cy - factor * cy]]), (height, width))
 
 
 def scale(image, factor: float, interpolation: str, border_mode: str, fill: Fill, output_size: str) -> np.ndarray:
     """Zoom by ``factor`` about the centre; ``"fit"`` resizes the whole image instead of keeping the frame."""
     if factor == 1:
         return image
-    height, width = image.shape[:2]
+    affine = scale_affine(image.shape, factor, output_size)
     if output_size == "fit":
-        return resize(image, max(1, round(height * factor)), max(1, round(width * factor)), interpolation)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    matrix = np.array([[factor, 0.0, cx - factor * cx], [0.0, factor, cy - factor * cy]])
-    return _warp(image, matrix, (width, height), interpolation, border_mode, fill)
+        return resize(image, *affine.size, interpolation)
+    return _warp(image, affine, interpolation, border_mode, fill)
+
+
+def crop_affine(shape: tuple[int, ...], top: float, left: float, height: float, width: float, output_size: str):
+    """The cut (see :func:`crop`) moved to the origin, resized back to ``shape`` when ``"keep"``."""
+    rows, cols = shape[:2]
+    t, l, h, w = box(shape, top, left, height, width, minimum=1)
+    out = (rows, cols) if output_size == "keep" else (h, w)
+    resized = _resize_affine((h, w), out).matrix
+    shift = np.array([[1.0, 0.0, -l], [0.0, 1.0, -t], [0.0, 0.0, 1.0]])
+    return Affine(resized @ shift, out)
 
 
 def crop(image, top: float, left: float, height: float, width: float, interpolation: str, output_size: str):
@@ -101,6 +151,13 @@ def resize(image: np.ndarray, height: int, width: int, interpolation: str) -> np
     return _channels(cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[interpolation]))
 
 
+def _resize_affine(size: tuple[int, int], out: tuple[int, int]) -> Affine:
+    """``cv2.resize`` from ``size`` to ``out``: pixel edges stay edges, so centre ``c`` maps to
+    ``(c + 0.5) * s - 0.5``."""
+    sy, sx = out[0] / size[0], out[1] / size[1]
+    return Affine(np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2]]), out)
+
+
 def box(shape: tuple[int, ...], top: float, left: float, height: float, width: float, minimum: int = 0):
     """Fractions -> pixel box ``(t, l, h, w)``, clipped to the image: one rounding rule for crops and erasing."""
     rows, cols = shape[:2]
@@ -109,12 +166,20 @@ def box(shape: tuple[int, ...], top: float, left: float, height: float, width: f
     return round(top * (rows - h)), round(left * (cols - w)), h, w
 
 
-def _warp(image, matrix, size: tuple[int, int], interpolation: str, border_mode: str, fill: Fill) -> np.ndarray:
+def warp_nearest(array: np.ndarray, affine: Affine) -> np.ndarray:
+    """Warp a label map (a mask of class ids): nearest neighbour, constant 0 border, so no value is blended
+    and nothing outside the source is labelled."""
+    out = cv2.warpAffine(array, affine.matrix, affine.size[::-1], flags=cv2.INTER_NEAREST,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(*out.shape[:2], *array.shape[2:])
+
+
+def _warp(image, affine: Affine, interpolation: str, border_mode: str, fill: Fill) -> np.ndarray:
     return _channels(
         cv2.warpAffine(
             image,
-            matrix,
-            size,
+            affine.matrix,
+            affine.size[::-1],
             flags=INTERPOLATIONS[interpolation],
             borderMode=BORDERS[border_mode],
             borderValue=_colour(fill),

@@ -2,7 +2,8 @@
 
 Warps state their interpolation (default bilinear), border mode (default reflect, so no black corners
 teach the model a false edge) and fill for ``constant``. ``output_size`` is ``keep`` (the input's size,
-the default) or ``fit`` (the transformed content's own size).
+the default) or ``fit`` (the transformed content's own size). Each moves the spatial targets by its
+kernel's affine (:mod:`aeops.ops.targets`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class HorizontalFlip(Op):
 
     default_p = 0.5
     apply = staticmethod(F.hflip)
+    affine = staticmethod(F.hflip_affine)
 
 
 @register("vflip")
@@ -34,6 +36,7 @@ class VerticalFlip(Op):
 
     default_p = 0.5
     apply = staticmethod(F.vflip)
+    affine = staticmethod(F.vflip_affine)
 
 
 @register("rotate")
@@ -42,6 +45,7 @@ class Rotate(Op):
 
     params = {"angle": Range((-15, 15), -360, 360), **INTERPOLATION, **BORDER, **OUTPUT_SIZE}
     apply = staticmethod(F.rotate)
+    affine = staticmethod(F.rotate_affine)
 
 
 @register("translate")
@@ -50,6 +54,7 @@ class Translate(Op):
 
     params = {"x": Range((-0.1, 0.1), -1, 1), "y": Range((-0.1, 0.1), -1, 1), **INTERPOLATION, **BORDER}
     apply = staticmethod(F.translate)
+    affine = staticmethod(F.translate_affine)
 
 
 @register("scale")
@@ -58,6 +63,7 @@ class Scale(Op):
 
     params = {"factor": Range((0.9, 1.1), 0.01, 10), **INTERPOLATION, **BORDER, **OUTPUT_SIZE}
     apply = staticmethod(F.scale)
+    affine = staticmethod(F.scale_affine)
 
 
 @register("crop")
@@ -66,6 +72,7 @@ class Crop(Op):
 
     params = {"size": Range((0.8, 1.0), 0, 1), **INTERPOLATION, **OUTPUT_SIZE}
     apply = staticmethod(F.crop)
+    affine = staticmethod(F.crop_affine)
 
     def draw(self, rng, shape):
         size = self.params["size"].draw(rng, self.config["size"])

@@ -2,15 +2,20 @@
 
 An op is a factory (as in big_vision): the class checks and normalises its config when the pipeline is
 built, then draws parameters per variant and hands them to a pure kernel of :mod:`aeops.ops.functional`.
+A geometric op also names its kernel's ``*_affine`` twin, which moves the spatial targets with the pixels.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from aeops.ops.params import Param, check_p, fires
+from aeops.ops.targets import Targets, transform
 
 _OPS: dict[str, type["Op"]] = {}
 
@@ -22,6 +27,7 @@ class Op:
     name: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
     default_p: ClassVar[float] = 1.0
+    affine: ClassVar[Callable[..., Any] | None] = None  # geometric ops: ``F.*_affine(shape, **params)``
 
     def __init__(self, **config: Any):
         self.p = check_p(config.pop("p", self.default_p))
@@ -39,12 +45,29 @@ class Op:
     def apply(image: np.ndarray, **params: Any) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Fire with probability ``p``, draw, apply; the lineage entries of what was applied."""
+    @classmethod
+    def move(cls, targets: Targets | None, params: dict[str, Any]) -> Targets | None:
+        """``targets`` moved as :meth:`apply` moves the pixels: by the op's affine; other ops leave them be."""
+        if targets is None or cls.affine is None:
+            return targets
+        return transform(targets, cls.affine(targets.shape, **_geometric(cls.affine, params)))
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, targets: Targets | None = None):
+        """Fire with probability ``p``, draw, apply: (image, targets, lineage entries of what was applied)."""
         if not fires(rng, self.p):
-            return image, []
+            return image, targets, []
         params = self.draw(rng, image.shape)
-        return self.apply(image, **params), [{"op": self.name, "params": params}]
+        return self.apply(image, **params), self.move(targets, params), [{"op": self.name, "params": params}]
+
+
+def _geometric(affine: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The drawn parameters the affine takes (not the pixel-only ones: interpolation, border, fill)."""
+    return {name: params[name] for name in _parameters(affine)}
+
+
+@functools.cache
+def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)[1:]
 
 
 def register(name: str):

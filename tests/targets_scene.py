@@ -1,0 +1,64 @@
+"""A scene whose objects can be found again by colour: filled rectangles on black, with their boxes,
+centre keypoints and a class-id mask, to check that targets land where the pixels went."""
+
+from __future__ import annotations
+
+import numpy as np
+
+HEIGHT, WIDTH = 240, 320
+# (x0, y0, x1, y1) in pixels, drawn on columns x0..x1-1 and rows y0..y1-1; the last one sits near a corner
+RECTS = [(30, 20, 90, 70), (200, 40, 300, 100), (60, 140, 130, 220), (250, 170, 312, 236)]
+COLOURS = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)], np.uint8)
+
+
+def image() -> np.ndarray:
+    out = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for (x0, y0, x1, y1), colour in zip(RECTS, COLOURS):
+        out[y0:y1, x0:x1] = colour
+    return out
+
+
+def mask() -> np.ndarray:
+    out = np.zeros((HEIGHT, WIDTH), np.uint8)
+    for label, (x0, y0, x1, y1) in enumerate(RECTS, 1):
+        out[y0:y1, x0:x1] = label
+    return out
+
+
+def boxes() -> np.ndarray:
+    """Normalised [xmin, ymin, xmax, ymax]: the pixel edges of each rectangle."""
+    return np.array(RECTS, np.float64) / (WIDTH, HEIGHT, WIDTH, HEIGHT)
+
+
+def centres() -> np.ndarray:
+    return np.array([((x0 + x1) / 2 / WIDTH, (y0 + y1) / 2 / HEIGHT) for x0, y0, x1, y1 in RECTS])
+
+
+def labels(pixels: np.ndarray) -> np.ndarray:
+    """Each pixel's object (1..N) by its nearest colour, 0 for background: what the mask should say."""
+    palette = np.concatenate([[(0, 0, 0)], COLOURS]).astype(np.int32)
+    distance = ((pixels[:, :, None, :].astype(np.int32) - palette) ** 2).sum(-1)
+    return distance.argmin(-1).astype(np.uint8)
+
+
+def found(pixels: np.ndarray, index: int) -> np.ndarray | None:
+    """Object ``index``'s pixels (those close to its colour): normalised box of their pixel edges, or None."""
+    close = ((pixels.astype(np.int32) - COLOURS[index].astype(np.int32)) ** 2).sum(-1) < 90**2
+    rows, cols = np.nonzero(close)
+    if len(rows) == 0:
+        return None
+    height, width = pixels.shape[:2]
+    return np.array([cols.min() / width, rows.min() / height, (cols.max() + 1) / width, (rows.max() + 1) / height])
+
+
+def centroid(pixels: np.ndarray, index: int) -> np.ndarray:
+    close = ((pixels.astype(np.int32) - COLOURS[index].astype(np.int32)) ** 2).sum(-1) < 90**2
+    rows, cols = np.nonzero(close)
+    height, width = pixels.shape[:2]
+    return np.array([(cols.mean() + 0.5) / width, (rows.mean() + 0.5) / height])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
