@@ -136,8 +136,10 @@ def _boxes(features, layout: SchemaConfig) -> np.ndarray | None:
     for axis, (low, high) in enumerate(((0, 2), (1, 3))):
         wrong = np.flatnonzero(boxes[:, low] > boxes[:, high])
         if len(wrong):
-            side = ("xmin > xmax", "ymin > ymax")[axis]
-            raise _bad(layout.boxes, f"box {wrong[0]} has {side}")
+            first = wrong[0]
+            side, other = ("xmax", "xmin") if axis == 0 else ("ymax", "ymin")
+            name = names[0] if layout.box_format == "tfds" else f"{layout.boxes}/{side}"
+            raise _bad(name, f"box {first} has {side} {boxes[first, high]:g} < {other} {boxes[first, low]:g}")
     return boxes
 
 

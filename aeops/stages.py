@@ -25,12 +25,13 @@ from apache_beam.io.tfrecordio import WriteToTFRecord
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from aeops import codec, schema, storage, tfrecord
+from aeops import codec, schema, spatial, storage, tfrecord
 from aeops.accounting import DeadTally, Stats, StatsCombine, raise_unless_reconciled
 from aeops.config import PipelineConfig
+from aeops.draw import draw
 from aeops.errors import DecodeError, RecordError
 from aeops.inference import NAMESPACE, ImageRestorationHandler, Restorable
-from aeops.ops import augment, build
+from aeops.ops import Targets, augment, build
 from aeops.progress import Progress
 from aeops.publish import MANIFEST, Publisher
 from aeops.report import Sample, thumbnail, write_report
@@ -74,6 +75,8 @@ class Variant:
     ops: tuple
     restore: bool
     thumbnail: np.ndarray | None = None
+    targets: Targets | None = None  # the record's spatial targets as the ops left them
+    moved: bool = False  # whether a geometric op moved them (else the input's target features stand)
 
 
 def count(name: str, stage: str | None = None):
@@ -149,9 +152,11 @@ class _AugmentRecord(beam.DoFn):
         source, serialized = element
         config = self.config
         outputs = config.augment.outputs_per_record
+        layout = config.schema
         try:
-            record = schema.parse(serialized)
+            record = schema.parse(serialized, layout.image, layout.key)
             image = codec.decode(record.image, config.decode.max_pixels)
+            targets = spatial.read(record.example, layout, image.shape)
         except (RecordError, DecodeError) as error:
             yield self._dead(Dead.of(serialized, source, "decode", error, outputs))
             return
@@ -160,14 +165,23 @@ class _AugmentRecord(beam.DoFn):
         first = 0 if config.augment.keep_original else 1
         for variant in range(first, config.augment.variants + 1):
             try:
-                pixels, ops = (image, []) if variant == 0 else augment(self.ops, image, config.seed, record.key, variant)
+                pixels, ops, moved = self._augment(image, record.key, variant, targets)
             except Exception as error:  # noqa: BLE001 - any op failure is this variant's dead letter
                 yield self._dead(Dead.of(serialized, source, "augment", error, 1))
                 continue
             self.augmented.inc()
             restore = self.restore and restore_share(config.seed, record.key, variant) < config.inference.fraction
-            small = thumbnail(image) if variant == featured else None
-            yield Variant(source, serialized, record.key, variant, tuple(ops), restore, small), pixels
+            small = thumbnail(draw(image, targets)) if variant == featured else None
+            yield Variant(source, serialized, record.key, variant, tuple(ops), restore, small, moved,
+                          moved is not targets), pixels
+
+    def _augment(self, image: np.ndarray, key: bytes, variant: int, targets: Targets | None):
+        """(pixels, lineage, moved targets) of one variant; variant 0 is the source as it is."""
+        if variant == 0:
+            return image, [], targets
+        if targets is None:
+            return (*augment(self.ops, image, self.config.seed, key, variant), None)
+        return augment(self.ops, image, self.config.seed, key, variant, targets)
 
     @staticmethod
     def _dead(dead: Dead):
@@ -249,20 +263,23 @@ class _EncodeVariant(beam.DoFn):
         self.progress = progress
         self.written = count("records_written", "encode")
         self.restored = count("variants_restored", "infer")
+        self.dropped = count("boxes_dropped", "encode")
 
     def setup(self):
         self.meter = Progress.shared() if self.progress else None
 
     def process(self, element):
         variant, augmented, restored = element
-        encode = self.config.encode
+        encode, layout = self.config.encode, self.config.schema
         final = augmented if restored is None else restored
         try:
             data = codec.encode(final, encode.format, encode.quality)
-            record = schema.parse(variant.record)
+            record = schema.parse(variant.record, layout.image, layout.key)
+            targets = spatial.write(record.example, layout, variant.targets if variant.moved else None)
             output = schema.output_example(
                 record, data, encode.format, final.shape[0], final.shape[1], variant.variant,
                 list(variant.ops), self.config.seed, "" if restored is None else self.model_sha256,
+                layout.image, targets,
             )
         except Exception as error:  # noqa: BLE001 - an encoder failure is this variant's dead letter
             dead = Dead.of(variant.record, variant.source, "encode", error, 1)
@@ -270,6 +287,8 @@ class _EncodeVariant(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD, dead)
             return
         self.written.inc()
+        if schema.DROPPED_BOXES in targets:
+            self.dropped.inc(targets[schema.DROPPED_BOXES].int64_list.value[0])
         stats = Stats.of(augmented, restored, self.config.inference.pad_multiple)
         if restored is not None:
             self.restored.inc()
@@ -277,7 +296,8 @@ class _EncodeVariant(beam.DoFn):
             self.meter.advance(outputs=1)
         yield beam.pvalue.TaggedOutput("stats", stats)
         if variant.thumbnail is not None:
-            yield beam.pvalue.TaggedOutput(SAMPLE, (sample_rank(variant.key), sample_of(variant, augmented, restored, stats)))
+            sample = sample_of(variant, augmented, restored, stats, layout.min_box_visibility)
+            yield beam.pvalue.TaggedOutput(SAMPLE, (sample_rank(variant.key), sample))
         yield output
 
 
@@ -306,13 +326,18 @@ def featured_variant(key: bytes, variants: int) -> int:
     return 1 + sample_rank(key) % variants if variants else 0
 
 
-def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: Stats) -> dict:
+def sample_of(variant: Variant, augmented: np.ndarray, restored: np.ndarray | None, stats: Stats,
+              min_box_visibility: float) -> dict:
+    """The report's view of one variant; its moved targets are drawn as the output record keeps them (the
+    source thumbnail already has the source's drawn)."""
+    targets = variant.targets
+    drawn = augmented if targets is None else draw(augmented, targets, targets.kept(min_box_visibility))
     return {
         "source_key": variant.key.decode("utf-8", "replace"),
         "variant": variant.variant,
         "ops": list(variant.ops),
         "source": variant.thumbnail,
-        "augmented": thumbnail(augmented),
+        "augmented": thumbnail(drawn),
         "restored": None if restored is None else thumbnail(restored),
         "psnr": stats.psnr_sum if stats.restored else None,
         "ssim": stats.ssim_sum if stats.ssim_count else None,

@@ -62,3 +62,57 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+NAMES = [b"red", b"green", b"blue", b"yellow"]
+
+
+def png(array: np.ndarray) -> bytes:
+    from tests.images import pil_bytes
+    from PIL import Image
+
+    return pil_bytes(Image.fromarray(array), "PNG")
+
+
+def od_api_record(key: bytes, with_mask: bool = True, **replace) -> bytes:
+    """The scene as a TF Object Detection API record: boxes, per-object lists, centre keypoints, a mask."""
+    from aeops import schema
+
+    b = boxes()
+    features = {
+        "image/encoded": schema.bytes_feature(png(image())),
+        "image/key": schema.bytes_feature(key),
+        "image/class/label": schema.int_feature(9),
+        "image/object/bbox/xmin": schema.float_feature(*b[:, 0]),
+        "image/object/bbox/ymin": schema.float_feature(*b[:, 1]),
+        "image/object/bbox/xmax": schema.float_feature(*b[:, 2]),
+        "image/object/bbox/ymax": schema.float_feature(*b[:, 3]),
+        "image/object/class/label": schema.int_feature(1, 2, 3, 4),
+        "image/object/class/text": schema.bytes_feature(*NAMES),
+        "image/object/difficult": schema.int_feature(0, 1, 0, 1),
+        "image/object/area": schema.float_feature(*[(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in RECTS]),
+        "image/object/keypoint/x": schema.float_feature(*centres()[:, 0]),
+        "image/object/keypoint/y": schema.float_feature(*centres()[:, 1]),
+        "image/object/keypoint/visibility": schema.int_feature(2, 2, 2, 2),
+    }
+    if with_mask:
+        features["image/segmentation/class/encoded"] = schema.bytes_feature(png(mask()))
+    features.update(replace)
+    return schema.serialize(features)
+
+
+def tfds_record(index: int, **replace) -> bytes:
+    """The scene as TFDS writes a detection dataset: ``image``, ``label``, ``objects/bbox`` (yxyx), ``objects/label``."""
+    from aeops import schema
+
+    b = boxes()[:, [1, 0, 3, 2]]
+    features = {
+        "image": schema.bytes_feature(png(image())),
+        "label": schema.int_feature(index),
+        "objects/bbox": schema.float_feature(*b.reshape(-1)),
+        "objects/label": schema.int_feature(0, 1, 2, 3),
+    }
+    features.update(replace)
+    return schema.serialize(features)
