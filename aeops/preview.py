@@ -4,7 +4,9 @@
 
 One row per image: the source, then variants 1..N exactly as ``aeops augment`` draws them (same seed,
 same key = SHA-256 of the file's bytes, as ``aeops ingest`` assigns it), each captioned with the ops
-that fired and their drawn parameters.
+that fired and their drawn parameters. A TFRecord shard (``*.tfrecord[.gz]``) among the images gives its
+first ``--records`` records, read by the config's ``schema:``, with their spatial targets (boxes,
+keypoints, mask) drawn over the source and over every variant as the output record keeps them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from aeops import codec, config, ops, schema
-from aeops.errors import DecodeError, UsageError
+from aeops import codec, config, ops, schema, spatial, storage, tfrecord
+from aeops.config import SchemaConfig
+from aeops.draw import draw
+from aeops.errors import DecodeError, RecordError, UsageError
 
 TILE = 256
 FONT_SIZE = 13
@@ -33,11 +37,12 @@ def run(argv: list[str]) -> int:
     cfg = config.load(config.PipelineConfig, args.config, args.set)
     pipeline = ops.build(cfg.augment.ops)
     paths = _expand(args.images)
-    rows = [_row(path, pipeline, cfg.seed, args.variants, cfg.decode.max_pixels) for path in paths]
+    sources = [source for path in paths for source in _sources(path, cfg.schema, args.records, cfg.decode.max_pixels)]
+    rows = [_row(source, pipeline, cfg.seed, args.variants, cfg.schema.min_box_visibility) for source in sources]
     sheet = render(rows, args.tile)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.output)
-    print(f"preview: {len(paths)} image(s) x {args.variants} variant(s) -> {args.output}")
+    print(f"preview: {len(sources)} image(s) x {args.variants} variant(s) -> {args.output}")
     return 0
 
 
@@ -47,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", nargs="+", required=True, metavar="GLOB", help="image files or globs")
     parser.add_argument("--variants", type=int, default=8, help="augmented variants per image (default 8)")
     parser.add_argument("--output", default="preview.png", help="PNG to write (default preview.png)")
+    parser.add_argument("--records", type=int, default=8, metavar="N",
+                        help="records shown from each TFRecord shard among the images (default 8)")
     parser.add_argument("--tile", type=int, default=TILE, help=f"longest side of each thumbnail (default {TILE})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     return parser
@@ -62,17 +69,38 @@ def _expand(patterns: list[str]) -> list[str]:
     return paths
 
 
-def _row(path: str, pipeline: ops.Pipeline, seed: int, variants: int, max_pixels: int):
-    """[(image, caption)] for one file: the source, then each variant with the ops it applied."""
-    data = Path(path).read_bytes()
-    try:
-        image = codec.decode(data, max_pixels)
-    except DecodeError as exc:
-        raise UsageError(f"--images: {path}: {exc}") from None
-    key = schema.image_key(data)
-    row = [(image, f"{Path(path).name} {image.shape[1]}x{image.shape[0]}")]
+def _sources(path: str, layout: SchemaConfig, records: int, max_pixels: int):
+    """(name, image, key, targets) of an image file, or of the first ``records`` records of a shard."""
+    if not path.endswith((".tfrecord", ".tfrecord.gz")):
+        data = Path(path).read_bytes()
+        try:
+            yield Path(path).name, codec.decode(data, max_pixels), schema.image_key(data), None
+        except DecodeError as exc:
+            raise UsageError(f"--images: {path}: {exc}") from None
+        return
+    with storage.open_read(path) as stream:
+        for index, serialized in enumerate(tfrecord.read_records(stream, tfrecord.is_gzip(path))):
+            if index == records:
+                return
+            try:
+                record = schema.parse(serialized, layout.image, layout.key)
+                image = codec.decode(record.image, max_pixels)
+                targets = spatial.read(record.example, layout, image.shape)
+            except (RecordError, DecodeError) as exc:
+                raise UsageError(f"--images: {path} record {index}: {exc}") from None
+            yield f"{Path(path).name}#{index}", image, record.key, targets
+
+
+def _row(source, pipeline: ops.Pipeline, seed: int, variants: int, min_box_visibility: float):
+    """[(image, caption)] for one source: itself, then each variant with the ops it applied, targets drawn."""
+    name, image, key, targets = source
+    row = [(draw(image, targets), f"{name} {image.shape[1]}x{image.shape[0]}")]
     for variant in range(1, variants + 1):
-        out, lineage = ops.augment(pipeline, image, seed, key, variant)
+        if targets is None:
+            out, lineage = ops.augment(pipeline, image, seed, key, variant)
+        else:
+            out, lineage, moved = ops.augment(pipeline, image, seed, key, variant, targets)
+            out = draw(out, moved, moved.kept(min_box_visibility))
         row.append((out, f"#{variant} " + (" · ".join(caption(entry) for entry in lineage) or "(no op fired)")))
     return row
 

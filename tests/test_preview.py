@@ -61,3 +61,31 @@ def test_bad_image_is_a_usage_error(tmp_path):
 def test_exit_status_two_and_one_line(capsys):
     assert cli.main(["preview", "--config", CONFIG, "--images", "/nonexistent/*.png"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_records_show_their_targets_moving_with_the_pixels(tmp_path):
+    """A TFRecord shard as --images: each record's boxes are drawn over its variants where its objects went."""
+    from tests import shards
+    from tests import targets_scene as scene
+
+    shard = tmp_path / "od-00000-of-00001.tfrecord"
+    shards.write(shard, [scene.od_api_record(b"one", with_mask=False)])
+    out = tmp_path / "preview.png"
+    flip = "augment.ops=[{op: hflip, p: 1.0}]"
+    assert preview.run(["--config", CONFIG, "--set", flip, "--images", str(shard), "--variants", "1",
+                        "--output", str(out), "--tile", str(scene.WIDTH)]) == 0
+    sheet = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    cell, top = scene.WIDTH + 2 * preview.PAD, preview.PAD + (scene.WIDTH - scene.HEIGHT) // 2  # tiles are centred
+    tiles = [sheet[top:top + scene.HEIGHT, c * cell + preview.PAD:c * cell + preview.PAD + scene.WIDTH] for c in range(2)]
+    # the red object's box outline: on the source at its left edge (x=30), on the flipped variant at x=320-90=230
+    outline = np.array(draw_colour(0))
+    for tile, x in zip(tiles, (30, 230)):
+        column = tile[22:68, x]
+        assert np.abs(column - outline).sum(-1).max() < 40, x
+    assert np.abs(tiles[1][22:68, 30] - outline).sum(-1).min() > 40  # and not where it was
+
+
+def draw_colour(index):
+    from aeops.draw import PALETTE
+
+    return PALETTE[index]
