@@ -43,7 +43,7 @@ def run(argv: list[str] | None = None) -> int:
 
     device = training.set_up_device(config)
     with tempfile.TemporaryDirectory(prefix="aeops-train-") as workdir:
-        shards = data.resolve(config.data, workdir)
+        shards = data.resolve(config.data, workdir, config.schema.image)
         train = data.training_dataset(shards, config)
         validation = data.validation_dataset(shards, config)
         network = training.build(config)

@@ -122,3 +122,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         train.run(["--model-dir", str(tmp_path), "--set", "model.width=0"])
     assert cli.main(["train", "--model-dir", str(tmp_path), "--data", str(tmp_path / "none-*.tfrecord")]) == 2
     assert "matches no files" in capsys.readouterr().err
+
+
+def test_trains_on_a_tfds_dataset_by_its_schema(tmp_path, capsys):
+    """TFDS keeps the image under ``image``: ``--set schema.preset=tfds`` is all it takes."""
+    from tests import shards
+    from tests import targets_scene as scene
+
+    shards.write(tmp_path / "tfds-train.tfrecord-00000-of-00001", [scene.tfds_record(i) for i in range(4)])
+    args = tiny_args(tmp_path / "model", epochs=1, validation_fraction=0)
+    data = ["--data", str(tmp_path / "tfds-train.tfrecord-*")]
+    assert train.run([*args, *data, "--set", "schema.preset=tfds"]) == 0
+    assert (tmp_path / "model" / "saved_model.pb").exists()
+    with pytest.raises(Exception, match="image/encoded"):  # the default schema looks for another feature
+        train.run([*tiny_args(tmp_path / "other", epochs=1, validation_fraction=0), *data])

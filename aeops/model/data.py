@@ -1,8 +1,9 @@
 """tf.data input from TFRecord shards: parallel decode, a deterministic split, random rescaled crops, flips and
 channel orders.
 
-Records follow CONTRACT §3: ``image/encoded`` in any format :mod:`aeops.codec` reads, ``image/key``
-optional (else the SHA-256 hex of the image bytes). The train/validation split hashes that key with
+Records follow CONTRACT §3: the image under the config's ``schema.image`` (``image/encoded`` by default,
+``image`` for TFDS) in any format :mod:`aeops.codec` reads, the key under ``schema.key`` optional (else
+the SHA-256 hex of the image bytes). The train/validation split hashes that key with
 SHA-256 — stable across runs, machines and Python versions, unlike ``hash()`` — so an image never moves
 between the two sets when shards are re-cut or re-ordered.
 
@@ -46,11 +47,12 @@ class Shards:
     fingerprint: str
 
 
-def resolve(data: str | None, workdir: str | None = None) -> Shards:
-    """``data`` glob -> shards; ``None`` packs the embedded sample images into one shard in ``workdir``."""
+def resolve(data: str | None, workdir: str | None = None, image_feature: str = schema.IMAGE) -> Shards:
+    """``data`` glob -> shards; ``None`` packs the embedded sample images into one shard in ``workdir``,
+    each under ``image_feature``."""
     if data is None:
         workdir = workdir or tempfile.mkdtemp(prefix="aeops-sample-")
-        data = pack_sample(os.path.join(workdir, "sample-00000-of-00001.tfrecord"))
+        data = pack_sample(os.path.join(workdir, "sample-00000-of-00001.tfrecord"), image_feature)
     matches = storage.match(data)
     if not matches:
         raise UsageError(f"--data {data!r} matches no files: pass a TFRecord glob such as 'shards/train-*.tfrecord'")
@@ -63,12 +65,12 @@ def resolve(data: str | None, workdir: str | None = None) -> Shards:
     return Shards(tuple(p for p, _ in matches), sum(s for _, s in matches), digest.hexdigest())
 
 
-def pack_sample(path: str) -> str:
+def pack_sample(path: str, image_feature: str = schema.IMAGE) -> str:
     """The embedded sample photographs as one TFRecord shard (keys left out: the SHA-256 rule applies)."""
     from aeops.sample import sample_paths
 
     with open(path, "wb") as stream:
-        tfrecord.write_records(stream, (schema.serialize({schema.IMAGE: schema.bytes_feature(p.read_bytes())})
+        tfrecord.write_records(stream, (schema.serialize({image_feature: schema.bytes_feature(p.read_bytes())})
                                         for p in sample_paths()))
     return path
 
@@ -78,18 +80,24 @@ def split_fraction(key: bytes) -> float:
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2.0**64
 
 
-def records(shards: Shards) -> tf.data.Dataset:
-    """(key, image bytes) of every record; GZIP detected by suffix, per file, as the contract says."""
+def records(shards: Shards, image_feature: str = schema.IMAGE, key_feature: str | None = schema.KEY) -> tf.data.Dataset:
+    """(key, image bytes) of every record; GZIP detected by suffix, per file, as the contract says.
+
+    A record without ``image_feature`` stops the job with TensorFlow's error naming the feature: a wrong
+    schema is not a bad photo to skip."""
     plain = [p for p in shards.paths if not tfrecord.is_gzip(p)]
     gzipped = [p for p in shards.paths if tfrecord.is_gzip(p)]
     parts = [tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
              for group, kind in ((plain, ""), (gzipped, "GZIP")) if group]
     dataset = parts[0] if len(parts) == 1 else parts[0].concatenate(parts[1])
-    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string), schema.KEY: tf.io.FixedLenFeature([], tf.string, "")}
+    spec = {image_feature: tf.io.FixedLenFeature([], tf.string)}
+    if key_feature:
+        spec[key_feature] = tf.io.FixedLenFeature([], tf.string, "")
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, spec)
-        return _key(example[schema.KEY], example[schema.IMAGE]), example[schema.IMAGE]
+        image = example[image_feature]
+        return _key(example[key_feature] if key_feature else tf.constant(""), image), image
 
     return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -133,7 +141,8 @@ def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
 def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
     """Endless batches of (corrupted, clean) crops, rescaled, flipped and channel-permuted at random,
     reproducible from ``config.seed``."""
-    images = decoded(split(records(shards), config.validation_fraction, validation=False))
+    images = decoded(split(records(shards, config.schema.image, config.schema.key), config.validation_fraction,
+                           validation=False))
     if shards.total_bytes <= CACHE_BYTES:
         images = images.cache()
     images = images.repeat().shuffle(SHUFFLE_IMAGES, seed=config.seed)
@@ -160,7 +169,8 @@ def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset |
     """
     if config.validation_fraction <= 0:
         return None
-    images = decoded(split(records(shards), config.validation_fraction, validation=True))
+    images = decoded(split(records(shards, config.schema.image, config.schema.key), config.validation_fraction,
+                           validation=True))
     images = images.map(lambda image: tf.image.resize_with_crop_or_pad(
         tf.image.convert_image_dtype(image, tf.float32), VALIDATION_CROP, VALIDATION_CROP))
     images = images.cache()
