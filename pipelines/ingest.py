@@ -3,7 +3,8 @@
 Each image becomes one ``tf.train.Example`` (CONTRACT §3) with ``image/key`` = SHA-256 of its bytes, so
 keys are stable across re-ingests, and lands in shard ``key mod N``: adding images never reshuffles the
 others. The bytes are stored as they are (no re-encoding); only the header is read, to reject files that
-are not images, which are reported on stderr and counted, never dropped silently.
+are not images, which are reported on stderr and counted, never dropped silently. ``--boxes FILE.csv``
+adds object boxes in the TF Object Detection API layout (:mod:`aeops.annotations`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from argparse import Namespace
 
-from aeops import codec, schema, storage, tfrecord
+from aeops import annotations, codec, schema, storage, tfrecord
 from aeops.cli import ArgumentParser
 from aeops.errors import DecodeError, UsageError
 from aeops.sample import sample_paths
@@ -38,6 +39,8 @@ def parse_args(argv: list[str] | None) -> Namespace:
     parser.add_argument("--output", required=True, metavar="PREFIX", help="shards are PREFIX-SSSSS-of-NNNNN.tfrecord")
     parser.add_argument("--num-shards", type=int, default=0, metavar="N", help="default: one per 256 MiB")
     parser.add_argument("--label-from-dir", action="store_true", help="image/class/label from the parent folder")
+    parser.add_argument("--boxes", metavar="FILE.csv", help=(
+        "object boxes, one CSV row per box: filename,class,xmin,ymin,xmax,ymax in pixels (OD-API tutorial layout)"))
     parser.add_argument("--sample", action="store_true", help="the embedded sample set (scikit-image's photographs)")
     parser.add_argument("--gzip", action="store_true", help="GZIP-compress the shards (suffix .tfrecord.gz)")
     parser.add_argument("--max-pixels", type=int, default=codec.DEFAULT_MAX_PIXELS, metavar="N")
@@ -78,11 +81,15 @@ def shard_names(prefix: str, count: int, gzipped: bool) -> list[str]:
     return [f"{prefix}-{i:05d}-of-{count:05d}{suffix}" for i in range(count)]
 
 
-def to_example(source: Source, data: bytes, labels: dict[str, int], max_pixels: int) -> tuple[bytes, bytes]:
-    """(key, serialized Example) for one image file; raises DecodeError when it is not an image."""
+def to_example(source: Source, data: bytes, labels: dict[str, int], max_pixels: int,
+               boxes: list[annotations.Box] | None = None, class_ids: dict[str, int] | None = None) -> tuple[bytes, bytes]:
+    """(key, serialized Example) for one image file, with its ``boxes`` when annotations are given;
+    raises DecodeError when it is not an image."""
     fmt, width, height = codec.probe(data, max_pixels)
     key = schema.image_key(data)
     features = schema.image_features(data, fmt, height, width)
+    if boxes is not None:
+        features.update(annotations.features(boxes, width, height, class_ids, source.path))
     features[schema.KEY] = schema.bytes_feature(key)
     features[schema.FILENAME] = schema.bytes_feature(os.path.basename(source.path).encode())
     if source.label is not None:
@@ -97,13 +104,21 @@ def run(argv: list[str] | None = None) -> int:
     total = sum(s.size for s in sources)
     count = args.num_shards or max(1, math.ceil(total / TARGET_SHARD_BYTES))
     labels = {name: i for i, name in enumerate(sorted({s.label for s in sources if s.label is not None}))}
+    boxes = annotations.read(args.boxes) if args.boxes else None
+    class_ids = annotations.class_ids(boxes) if boxes else {}
+    if boxes:
+        unknown = sorted(set(boxes) - {os.path.basename(s.path) for s in sources})
+        if unknown:
+            raise UsageError(f"ingest: --boxes names {unknown[0]!r}, which is not among the images "
+                             f"({len(unknown)} such file name(s)); rows name images by file name")
     names = shard_names(args.output, count, args.gzip)
     shards: list[list[bytes]] = [[] for _ in names]
     written = skipped = 0
     for source in sources:
         data = storage.read_bytes(source.path)
         try:
-            key, example = to_example(source, data, labels, args.max_pixels)
+            own = None if boxes is None else boxes.get(os.path.basename(source.path), [])
+            key, example = to_example(source, data, labels, args.max_pixels, own, class_ids)
         except DecodeError as exc:
             skipped += 1
             print(f"ingest: skipped {source.path}: {exc.reason}: {exc}", file=sys.stderr)
@@ -117,6 +132,8 @@ def run(argv: list[str] | None = None) -> int:
             tfrecord.write_records(stream, records, gzipped=args.gzip)
     pattern = f"{args.output}-*-of-{count:05d}" + (".tfrecord.gz" if args.gzip else ".tfrecord")
     label_note = f", {len(labels)} labels" if labels else ""
+    if boxes is not None:
+        label_note += f", {sum(map(len, boxes.values()))} boxes of {len(class_ids)} classes"
     print(f"ingest: {written} images -> {count} shard(s) {pattern} ({skipped} skipped{label_note})")
     return 0
 

@@ -92,3 +92,57 @@ def test_gcs_ingest_round_trip(gcs_emulator, image_tree):
     records = read_shards(prefix + "-*")
     assert len(records) == 6
     assert {schema.feature_value(r.example, schema.LABEL_TEXT) for r in records} == {b"cats", b"dogs"}
+
+
+def test_boxes_from_a_csv_become_od_api_objects_that_augment_moves(tmp_path):
+    """One CSV row per box (the OD-API tutorial layout): normalised boxes, class text and 1-based ids; the
+    resulting shard goes through augment with the boxes moved."""
+    from aeops import config, spatial
+    from tests import targets_scene as scene
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "scene.png").write_bytes(scene.png(scene.image()))
+    (folder / "empty.png").write_bytes(scene.png(np.zeros((20, 30, 3), np.uint8)))
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    rows += [f"scene.png,{scene.WIDTH},{scene.HEIGHT},{name.decode()},{x0},{y0},{x1},{y1}"
+             for name, (x0, y0, x1, y1) in zip(scene.NAMES, scene.RECTS)]
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    prefix = str(tmp_path / "od")
+    assert ingest.run([str(folder), "--output", prefix, "--num-shards", "1", "--boxes", str(tmp_path / "boxes.csv")]) == 0
+    records = {schema.feature_value(r.example, schema.FILENAME): r for r in read_shards(prefix + "-*")}
+    layout = config.SchemaConfig()
+    targets = spatial.read(records[b"scene.png"].example, layout, (scene.HEIGHT, scene.WIDTH))
+    np.testing.assert_allclose(targets.boxes, scene.boxes(), atol=1e-6)
+    feature = records[b"scene.png"].example.features.feature
+    assert list(feature["image/object/class/text"].bytes_list.value) == scene.NAMES
+    ids = {b"blue": 1, b"green": 2, b"red": 3, b"yellow": 4}  # sorted names, from 1 as an OD-API label map
+    assert list(feature["image/object/class/label"].int64_list.value) == [ids[n] for n in scene.NAMES]
+    assert len(records[b"empty.png"].example.features.feature["image/object/bbox/xmin"].float_list.value) == 0
+
+    from pipelines import augment
+    from tests.test_augment import read_version
+
+    root = tmp_path / "out"
+    assert augment.run(["--input", prefix + "-*", "--output", str(root), "--set", "inference.enabled=false",
+                        "--set", "encode.format=png", "--set", "augment.ops=[{op: hflip, p: 1.0}]"]) == 0
+    _, _, outputs, dead = read_version(root)
+    flipped = [schema.parse(o).example for o in outputs if schema.feature_value(schema.parse(o).example, schema.VARIANT)]
+    assert dead == [] and flipped
+    for example in flipped:
+        if schema.feature_value(example, schema.FILENAME) == b"scene.png":
+            moved = spatial.read(example, layout, (scene.HEIGHT, scene.WIDTH))
+            np.testing.assert_allclose(moved.boxes[:, [0, 2]], 1 - scene.boxes()[:, [2, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("csv_text, message", [
+    ("filename,xmin,ymin,xmax,ymax\nscene.png,1,2,3,4\n", "no column 'class'"),
+    ("filename,class,xmin,ymin,xmax,ymax\nscene.png,cat,5,2,3,4\n", "line 2: needs a class and xmin <= xmax"),
+    ("filename,class,xmin,ymin,xmax,ymax\nother.png,cat,1,2,3,4\n", "'other.png', which is not among the images"),
+    ("filename,class,xmin,ymin,xmax,ymax\nscene.png,cat,1,2,300,4\n", "line 2: box (1, 2, 300, 4) lies outside"),
+])
+def test_bad_box_files_are_one_line_usage_errors(tmp_path, csv_text, message):
+    (tmp_path / "scene.png").write_bytes(pil_bytes(Image.fromarray(gradient(20, 30)), "PNG"))
+    (tmp_path / "boxes.csv").write_text(csv_text)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ingest.run([str(tmp_path / "scene.png"), "--output", str(tmp_path / "o"), "--boxes", str(tmp_path / "boxes.csv")])
