@@ -9,6 +9,7 @@ HEIGHT, WIDTH = 240, 320
 # (x0, y0, x1, y1) in pixels, drawn on columns x0..x1-1 and rows y0..y1-1; the last one sits near a corner
 RECTS = [(30, 20, 90, 70), (200, 40, 300, 100), (60, 140, 130, 220), (250, 170, 312, 236)]
 COLOURS = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)], np.uint8)
+CLASS_IDS = np.array([0, 10, 60, 130, 250], np.uint8)  # background, then each object: far apart, so a blend shows
 
 
 def image() -> np.ndarray:
@@ -21,8 +22,13 @@ def image() -> np.ndarray:
 def mask() -> np.ndarray:
     out = np.zeros((HEIGHT, WIDTH), np.uint8)
     for label, (x0, y0, x1, y1) in enumerate(RECTS, 1):
-        out[y0:y1, x0:x1] = label
+        out[y0:y1, x0:x1] = CLASS_IDS[label]
     return out
+
+
+def mask_of(pixels: np.ndarray) -> np.ndarray:
+    """The class-id mask the pixels show: what a moved mask should say."""
+    return CLASS_IDS[labels(pixels)]
 
 
 def boxes() -> np.ndarray:
