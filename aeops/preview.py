@@ -88,7 +88,9 @@ def _sources(path: str, layout: SchemaConfig, records: int, max_pixels: int):
                 targets = spatial.read(record.example, layout, image.shape)
             except (RecordError, DecodeError) as exc:
                 raise UsageError(f"--images: {path} record {index}: {exc}") from None
-            yield f"{Path(path).name}#{index}", image, record.key, targets
+            label = schema.feature_value(record.example, layout.label) if layout.label else None
+            name = f"{Path(path).name}#{index}" + ("" if label is None else f" label={_number(label)}")
+            yield name, image, record.key, targets
 
 
 def _row(source, pipeline: ops.Pipeline, seed: int, variants: int, min_box_visibility: float):

@@ -91,6 +91,9 @@ def test_od_api_boxes_keypoints_masks_and_per_object_lists(tmp_path):
         kept = moved.kept(layout.min_box_visibility)
         np.testing.assert_allclose(moved.boxes[kept], targets.boxes, atol=1e-6)
         np.testing.assert_array_equal(moved.mask, targets.mask)
+        seen = np.array(visibility) > 0
+        np.testing.assert_allclose(np.clip(moved.keypoints[kept], 0, 1)[seen], targets.keypoints[seen], atol=1e-6)
+        assert np.array_equal(moved.visible[kept], seen)
     assert dropped_total > 0  # the translations push objects out: drops happened and lists stayed aligned
 
 
@@ -149,3 +152,23 @@ def test_malformed_targets_are_dead_letters_naming_the_feature(tmp_path):
         entry = by_record[record]
         assert entry["stage"] == "decode" and entry["reason"].startswith(f"bad_targets: {feature}:"), entry["reason"]
         assert entry["variants"] == 2
+
+
+def test_report_samples_draw_the_moved_boxes():
+    """The report's sample of a flipped variant shows the red object's box outline where the object went."""
+    import apache_beam  # noqa: F401 - stages imports Beam
+    from aeops import stages
+    from aeops.accounting import Stats
+    from aeops.draw import PALETTE
+    from aeops.ops import augment, build
+
+    image = scene.image()
+    source = scene.od_api_record(b"k", with_mask=False)
+    targets = spatial.read(schema.parse(source).example, config.SchemaConfig(), image.shape)
+    flipped, lineage, moved = augment(build([{"op": "hflip", "p": 1.0}]), image, 0, b"k", 1, targets)
+    variant = stages.Variant("s", source, b"k", 1, tuple(lineage), False, image, moved, True)
+    sample = stages.sample_of(variant, flipped, None, Stats.of(flipped, None, 32), 0.25)
+    thumb = sample["augmented"].astype(int)  # 256 px wide: the scene at 0.8
+    left_edge = round((scene.WIDTH - 90) * 0.8)  # the red box (x 30..90) flipped to 230..290
+    column = thumb[round(25 * 0.8):round(65 * 0.8), left_edge]
+    assert np.abs(column - PALETTE[0]).sum(-1).max() < 60
