@@ -70,3 +70,27 @@ def test_canonical_json_is_order_independent(tmp_path):
     assert config.canonical_json(a) == config.canonical_json(b)
     assert json.loads(config.canonical_json(a))["augment"]["variants"] == 2
     assert "beam" not in a.content() and "output" not in a.content()
+
+
+def test_schema_presets_fill_names_and_single_names_override():
+    default = config.load(PipelineConfig).schema
+    assert (default.preset, default.image, default.key, default.boxes) == ("od-api", "image/encoded", "image/key",
+                                                                          "image/object/bbox")
+    tfds = config.load(PipelineConfig, None, ["schema.preset=tfds"]).schema
+    assert (tfds.image, tfds.key, tfds.label, tfds.boxes, tfds.box_format) == ("image", None, "label", "objects/bbox", "tfds")
+    over = config.load(PipelineConfig, None, ["schema.preset=tfds", "schema.image=jpeg", "schema.min_box_visibility=0.5"])
+    assert (over.schema.image, over.schema.boxes, over.schema.min_box_visibility) == ("jpeg", "objects/bbox", 0.5)
+    plain = config.load(TrainConfig, None, ["schema.preset=classification"]).schema
+    assert plain.image == "image/encoded" and plain.boxes is plain.keypoints is plain.mask is None
+    assert config.validate(PipelineConfig, json.loads(config.canonical_json(over))) == over  # manifests reload
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("schema.preset=coco", "schema.preset = 'coco': Input should be 'od-api', 'tfds' or 'classification'"),
+    ("schema.imag=x", "unknown key 'schema.imag'; allowed here: box_format, boxes, image, key"),
+    ("schema.min_box_visibility=2", "schema.min_box_visibility = 2: Input should be less than or equal to 1"),
+])
+def test_schema_errors_name_the_key(override, expected):
+    with pytest.raises(ConfigError) as info:
+        config.load(PipelineConfig, None, [override])
+    assert expected in str(info.value)
