@@ -176,9 +176,7 @@ class _AugmentRecord(beam.DoFn):
                           moved is not targets), pixels
 
     def _augment(self, image: np.ndarray, key: bytes, variant: int, targets: Targets | None):
-        """(pixels, lineage, moved targets) of one variant; variant 0 is the source as it is."""
-        if variant == 0:
-            return image, [], targets
+        """(pixels, lineage, targets as the ops left them) of one variant; variant 0 is the source as it is."""
         if targets is None:
             return (*augment(self.ops, image, self.config.seed, key, variant), None)
         return augment(self.ops, image, self.config.seed, key, variant, targets)
