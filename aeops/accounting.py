@@ -119,3 +119,22 @@ def raise_unless_reconciled(manifest: dict) -> None:
             f"but {manifest['records_out']} written + {manifest['dead_letter']['variants']} dead = {actual}",
             reason="unreconciled",
         )
+
+
+def publish_gate(manifest: dict, max_dead_fraction: float) -> dict:
+    """Whether a reconciled run may be published (CONTRACT §4): some output, and at most ``max_dead_fraction``
+    of its outputs dead-lettered. The result goes into the manifest as ``gate``; its ``reason`` is the line
+    a user reads when the run is not published."""
+    expected = manifest["records_in"] * manifest["variants"]
+    dead = manifest["dead_letter"]["variants"]
+    fraction = dead / expected if expected else 0.0
+    if manifest["records_out"] == 0:
+        reason = (f"no output: {manifest['records_in']} records in, all {dead} outputs dead-lettered" if expected
+                  else "no output: the input files hold no records")
+    elif fraction > max_dead_fraction:
+        reason = (f"{dead} of {expected} outputs dead-lettered ({fraction:.1%}), above "
+                  f"publish.max_dead_fraction = {max_dead_fraction:g}")
+    else:
+        reason = None
+    return {"passed": reason is None, "reason": reason, "dead_fraction": fraction,
+            "max_dead_fraction": max_dead_fraction}

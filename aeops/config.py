@@ -147,6 +147,12 @@ class ReportConfig(Strict):
     samples: int = Field(12, ge=0, le=200, description="records shown in the report and contact sheet")
 
 
+class PublishConfig(Strict):
+    max_dead_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "the largest share of a run's outputs that may be dead-lettered for LATEST to move to it (0-1); "
+        "a run with no output is never published"))
+
+
 # ``schema`` is the section's name in CONTRACT §3; pydantic warns that it shadows BaseModel.schema(), a
 # deprecated classmethod nothing here calls.
 warnings.filterwarnings("ignore", 'Field name "schema"', UserWarning)
@@ -162,12 +168,14 @@ class PipelineConfig(Strict):
     inference: InferenceConfig = InferenceConfig()
     encode: EncodeConfig = EncodeConfig()
     report: ReportConfig = ReportConfig()
+    publish: PublishConfig = PublishConfig()
     beam: dict[str, Any] = Field(default_factory=dict, description="Beam pipeline options; flags override")
 
     def content(self) -> dict[str, Any]:
         """What decides the output's bytes: not where it runs, reads or writes, nor where the model lies
-        (the model's own hash enters the fingerprint instead)."""
-        return self.model_dump(mode="json", exclude={"beam": True, "input": True, "output": True,
+        (the model's own hash enters the fingerprint instead), nor the bar a run must pass to be published
+        (a run that failed it is rerun, not up to date, whatever the bar is then)."""
+        return self.model_dump(mode="json", exclude={"beam": True, "input": True, "output": True, "publish": True,
                                                      "inference": {"model_dir"}})
 
 

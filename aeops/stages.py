@@ -12,7 +12,6 @@ records stream through and memory stays flat however large the dataset.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -26,10 +25,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from aeops import codec, schema, spatial, storage, tfrecord
-from aeops.accounting import DeadTally, Stats, StatsCombine, raise_unless_reconciled
+from aeops.accounting import DeadTally, Stats, StatsCombine, publish_gate, raise_unless_reconciled
 from aeops.config import PipelineConfig
 from aeops.draw import draw
-from aeops.errors import DecodeError, RecordError
+from aeops.errors import AeopsError, DecodeError, RecordError
 from aeops.inference import NAMESPACE, ImageRestorationHandler, Restorable
 from aeops.ops import Targets, augment, build
 from aeops.progress import Progress
@@ -391,7 +390,8 @@ class WriteDeadLetter(beam.PTransform):
 
 
 class _Finalize(beam.DoFn):
-    """Check the counts, write the report and ``manifest.json`` (the version's last file), then move LATEST."""
+    """Check the counts and the publish gates, write the report and ``manifest.json`` (the version's last
+    file, listing every other file with its size), then move LATEST, or fail with the gate's reason."""
 
     def __init__(self, context: dict, samples: int):
         self.context = context
@@ -399,7 +399,8 @@ class _Finalize(beam.DoFn):
 
     def process(self, _, records, damaged, outputs, dead, stats, samples, data_files, dead_files):
         context = self.context
-        directory = storage.join(context["root"], context["version"])
+        folder = context["version"]
+        directory = storage.join(context["root"], folder)
         finished = now()
         seconds = max((datetime.fromisoformat(finished) - datetime.fromisoformat(context["started"])).total_seconds(), 1e-6)
         records_in = records + damaged
@@ -410,20 +411,35 @@ class _Finalize(beam.DoFn):
             "records_out": outputs,
             "dead_letter": dead,
             "finished": finished,
-            "files": {"data": sorted(map(_name, data_files)), "dead_letter": sorted(map(_name, dead_files))},
             "metrics": {
                 "throughput": {"seconds": seconds, "records_per_s": records_in / seconds, "outputs_per_s": outputs / seconds},
                 **stats.summary(),
             },
         }
         raise_unless_reconciled(manifest)
+        manifest["gate"] = publish_gate(manifest, context["config"]["publish"]["max_dead_fraction"])
         write_report(directory, manifest, [Sample(**sample) for _, sample in samples[: self.samples]])
-        storage.write_bytes(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
         publisher = Publisher(context["root"])
-        publisher.publish(context["version"], context["token"])
+        manifest["files"] = _files(publisher.inventory(folder), data_files, dead_files)
+        publisher.write_manifest(folder, manifest)
+        if not manifest["gate"]["passed"]:
+            raise AeopsError(f"not published: {manifest['gate']['reason']}; {directory} is written with the "
+                             f"reason in its {MANIFEST}, LATEST is unchanged", reason="unpublished")
+        publisher.publish(folder, context["token"])
         if context["keep"]:
             publisher.retain(context["keep"])
-        yield context["version"]
+        yield folder
+
+
+def _files(sizes: dict[str, int], data_files: list[str], dead_files: list[str]) -> dict[str, dict[str, int]]:
+    """The manifest's ``files``: name -> size of the shards the sinks wrote, and of every other file there."""
+    groups = {"data": sorted(map(_name, data_files)), "dead_letter": sorted(map(_name, dead_files))}
+    missing = [name for names in groups.values() for name in names if name not in sizes]
+    if missing:
+        raise AeopsError(f"the sink reported {missing[0]}, which is not in the version folder", reason="missing_shard")
+    listed = {name for names in groups.values() for name in names} | {MANIFEST}
+    groups["other"] = sorted(name for name in sizes if name not in listed)
+    return {group: {name: sizes[name] for name in names} for group, names in groups.items()}
 
 
 class Finalize(beam.PTransform):

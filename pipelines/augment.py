@@ -109,19 +109,23 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
     with Publisher(root) as publisher:
         latest = publisher.latest()
-        if publisher.is_complete(version) and not args.force:
-            if latest.name != version:  # e.g. a reverted config: its dataset exists, so name it again
-                publisher.publish(version, latest.token)
-            print(f"augment: up to date: {storage.join(root, version)} already holds this input, config and "
-                  f"model; LATEST -> {version} (--force to run again)")
-            print(locations(storage.join(root, version)))
+        complete = publisher.up_to_date(version)
+        if complete and not args.force:
+            if latest.name != complete:  # e.g. a reverted config: its dataset exists, so name it again
+                publisher.publish(complete, latest.token)
+            print(f"augment: up to date: {storage.join(root, complete)} already holds this input, config and "
+                  f"model; LATEST -> {complete} (--force to run again)")
+            print(locations(storage.join(root, complete)))
             return None
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
         # Dataflow's --dry_run builds the job and submits nothing: leave ROOT as it is (no prepare).
         dry_run = runner.lower().startswith("dataflow") and options.view_as(TestOptions).dry_run
-        token = latest.token if dry_run else publisher.prepare(version, latest.token)
+        if dry_run:
+            folder, token = publisher.next_folder(version), latest.token
+        else:
+            folder, token = publisher.prepare(version, latest.token)
         context = {
-            "root": root, "version": version, "token": token, "keep": args.keep, "fingerprint": version[2:],
+            "root": root, "version": folder, "token": token, "keep": args.keep, "fingerprint": version[2:],
             "config": cfg.model_dump(mode="json"), "inputs": inputs, "runner": runner,
             "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
             "variants": cfg.augment.outputs_per_record, "started": stages.now(), "aeops_version": __version__,
@@ -129,7 +133,7 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
         local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
         started = time.monotonic()
         pipeline = test_pipeline or beam.Pipeline(options=options)
-        build(pipeline, cfg, pattern, storage.join(root, version), model_dir, model_hash, context, progress=local)
+        build(pipeline, cfg, pattern, storage.join(root, folder), model_dir, model_hash, context, progress=local)
         try:
             result = pipeline.run()
             if not runner.lower().startswith("dataflow"):
@@ -138,11 +142,11 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             raise translate(error) from None
         if runner.lower().startswith("dataflow"):
             if dry_run:
-                print(f"augment: dry run: the Dataflow job for {version} was built, not submitted; {root} is untouched")
+                print(f"augment: dry run: the Dataflow job for {folder} was built, not submitted; {root} is untouched")
             else:
-                print(f"augment: submitted to Dataflow; {version} is published to {root}/LATEST when the job finishes")
+                print(f"augment: submitted to Dataflow; {folder} is published to {root}/LATEST when the job finishes")
             return result
-    print(summary(json.loads(storage.read_bytes(storage.join(root, version, MANIFEST))), root, version,
+    print(summary(json.loads(storage.read_bytes(storage.join(root, folder, MANIFEST))), root, folder,
                   time.monotonic() - started))
     return result
 
@@ -178,7 +182,8 @@ def translate(error: Exception) -> AeopsError:
     errors aeops raises on purpose are found again by their message and come back as themselves.
     """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for needle, cls in (("another run published first", PublishRaceError), ("counts do not reconcile", AeopsError)):
+    for needle, cls in (("another run published first", PublishRaceError), ("counts do not reconcile", AeopsError),
+                        ("not published: ", AeopsError)):
         for line in lines:
             if needle in line:
                 message = line[line.index(needle):].split(" [while running", 1)[0]

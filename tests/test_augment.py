@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,21 +12,27 @@ import pytest
 
 from aeops import codec, schema, storage, tfrecord
 from aeops.ops import replay
-from aeops.publish import Publisher
+from aeops.errors import AeopsError
+from aeops.publish import Publisher, Status
 from pipelines import augment
 from tests import shards
 
 OPS = "augment.ops=[{op: hflip, p: 0.5}, {op: rotate, p: 0.5, angle: [-20, 20]}, {op: gaussian_noise, p: 0.7, sigma: [5, 20]}]"
 
 
+# mixed_input is mostly bad records on purpose: raise the publish gate's bar above its share of dead letters.
+LENIENT = ("--set", "publish.max_dead_fraction=0.8")
+
+
 def run(input_glob, root, *flags, config="configs/local.yaml"):
-    argv = ["--config", config, "--input", str(input_glob), "--output", str(root), "--set", OPS, *flags]
+    argv = ["--config", config, "--input", str(input_glob), "--output", str(root), "--set", OPS, *LENIENT, *flags]
     return augment.run(argv)
 
 
-def read_version(root):
+def read_version(root, version=None):
+    """(name, manifest, output records, dead-letter records) of ``version``, by default the one LATEST names."""
     root = str(root)
-    version = storage.read_bytes(storage.join(root, "LATEST")).decode().strip()
+    version = version or storage.read_bytes(storage.join(root, "LATEST")).decode().strip()
     directory = storage.join(root, version)
     manifest = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
     outputs, dead = [], []
@@ -146,6 +153,47 @@ def test_same_inputs_are_up_to_date_and_changes_make_new_versions(mixed_input, t
     assert sorted(v.name for v in Publisher(str(root)).versions()) == [third]
 
 
+def test_a_run_dead_lettering_more_than_the_bound_is_written_but_not_published(mixed_input, tmp_path):
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    off = ("--set", "inference.enabled=false")
+    reason = "24 of 39 outputs dead-lettered (61.5%), above publish.max_dead_fraction = 0.5"
+    with pytest.raises(AeopsError, match=re.escape(f"not published: {reason}")) as failure:
+        run(pattern, root, *off, "--set", "publish.max_dead_fraction=0.5")
+    assert failure.value.exit_code == 1 and "\n" not in str(failure.value)
+    assert not (root / "LATEST").exists()
+    (version,) = [p.name for p in root.glob("v-*")]
+    manifest = json.loads((root / version / "manifest.json").read_text())
+    assert manifest["gate"] == {"passed": False, "reason": reason, "dead_fraction": 24 / 39, "max_dead_fraction": 0.5}
+    assert manifest["records_out"] == 15 and (root / version / "report.html").exists()
+    assert Publisher(str(root)).status(version) is Status.UNPUBLISHED
+    # A higher bar is the same fingerprint, yet not "up to date": the version runs again and is published.
+    assert run(pattern, root, *off, "--set", "publish.max_dead_fraction=0.7") == 0
+    assert (root / "LATEST").read_text().strip() == version
+    assert json.loads((root / version / "manifest.json").read_text())["gate"]["passed"] is True
+
+
+def test_input_files_without_records_are_not_published_one_line_exit_1(tmp_path):
+    shards.write(tmp_path / "good.tfrecord", [shards.example(image) for image in shards.good_images()])
+    root = tmp_path / "out"
+    assert run(tmp_path / "good.tfrecord", root, "--set", "inference.enabled=false") == 0
+    published = (root / "LATEST").read_text()
+    for shard in ("empty-0.tfrecord", "empty-1.tfrecord"):
+        (tmp_path / shard).write_bytes(b"")
+    command = [sys.executable, "-m", "aeops", "augment", "--config", "configs/local.yaml", "--input",
+               str(tmp_path / "empty-*.tfrecord"), "--output", str(root), "--set", "inference.enabled=false"]
+    for _ in range(2):  # never "up to date": the unpublished version runs again, and fails again
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("aeops: not published: no output: the input files hold no records; ") and "LATEST is unchanged" in line
+    assert (root / "LATEST").read_text() == published
+    (unpublished,) = [p.name for p in root.glob("v-*") if p.name != published.strip()]
+    manifest = json.loads((root / unpublished / "manifest.json").read_text())
+    assert manifest["records_in"] == 0 and manifest["gate"]["passed"] is False
+    assert Publisher(str(root)).status(unpublished) is Status.UNPUBLISHED
+
+
 def test_gcs_in_and_out(gcs_emulator, tmp_path):
     bucket = gcs_emulator
     for i, image in enumerate(shards.good_images()):
@@ -209,9 +257,12 @@ def wrong_signature_model(tmp_path):
 def test_inference_failures_are_dead_letters_per_variant(mixed_input, tmp_path, wrong_signature_model):
     pattern, _ = mixed_input
     root = tmp_path / "out"
-    assert run(pattern, root, "--model-dir", wrong_signature_model, "--set", "augment.variants=1",
-               "--set", "inference.model_copies=1") == 0
-    _, manifest, outputs, dead = read_version(root)
+    with pytest.raises(AeopsError, match="not published: no output"):  # every output failed: the gate holds
+        run(pattern, root, "--model-dir", wrong_signature_model, "--set", "augment.variants=1",
+            "--set", "inference.model_copies=1")
+    assert not (root / "LATEST").exists()
+    (version,) = [p.name for p in root.glob("v-*")]
+    _, manifest, outputs, dead = read_version(root, version)
     entries = [schema.parse_dead_letter(d) for d in dead]
     infer = [e for e in entries if e["stage"] == "infer"]
     assert outputs == [] and len(infer) == (2 + 3) * 2  # every variant of every good record, one row each

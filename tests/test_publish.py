@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from aeops import storage
 from aeops.errors import AeopsError, UsageError
 from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
-from aeops.publish import MANIFEST, Publisher, PublishRaceError, VersionBusyError
+from aeops.publish import MANIFEST, Publisher, PublishRaceError, Status, VersionBusyError
 
 
 @pytest.fixture(params=["local", "gs"])
@@ -31,13 +32,18 @@ def root(request, tmp_path) -> str:
     return f"gs://{request.getfixturevalue('fake_gcs')}/datasets/out"
 
 
-def write_version(publisher: Publisher, version: str, complete: bool = True) -> None:
-    """What the pipeline leaves: shards, then manifest.json last."""
+def write_version(publisher: Publisher, version: str, complete: bool = True, passed: bool = True) -> None:
+    """What the pipeline leaves: shards, then manifest.json last, listing them with their sizes."""
     folder = publisher.version_dir(version)
     storage.write_bytes(storage.join(folder, "data-00000-of-00001.tfrecord"), b"records of " + version.encode())
     if complete:
         time.sleep(0.01)  # distinct manifest times, which order versions
-        storage.write_bytes(storage.join(folder, MANIFEST), b"{}")
+        seal(publisher, version, passed)
+
+
+def seal(publisher: Publisher, version: str, passed: bool = True) -> None:
+    gate = {"passed": passed, "reason": None if passed else "no output: the input files hold no records"}
+    publisher.write_manifest(version, {"files": {"data": publisher.inventory(version)}, "gate": gate})
 
 
 def latest_text(root: str) -> str | None:
@@ -49,18 +55,19 @@ def test_latest_is_written_last_and_names_only_complete_versions(root):
     with Publisher(root) as publisher:
         name, token = publisher.latest()
         assert name is None and token in (0, "0")
-        token = publisher.prepare("v-aaaaaaaaaaaa", token)
+        folder, token = publisher.prepare("v-aaaaaaaaaaaa", token)
+        assert folder == "v-aaaaaaaaaaaa"
         write_version(publisher, "v-aaaaaaaaaaaa", complete=False)
         assert not publisher.is_complete("v-aaaaaaaaaaaa")
-        with pytest.raises(AeopsError, match="never published"):
+        with pytest.raises(AeopsError, match="incomplete: only a complete version"):
             publisher.publish("v-aaaaaaaaaaaa", token)
         assert latest_text(root) is None
-        storage.write_bytes(storage.join(publisher.version_dir("v-aaaaaaaaaaaa"), MANIFEST), b"{}")
+        seal(publisher, "v-aaaaaaaaaaaa")
         publisher.publish("v-aaaaaaaaaaaa", token)
     assert latest_text(root) == "v-aaaaaaaaaaaa\n"
     fresh = Publisher(root)
     assert fresh.latest().name == "v-aaaaaaaaaaaa"
-    assert fresh.is_complete("v-aaaaaaaaaaaa")  # the same fingerprint again: "up to date", nothing runs
+    assert fresh.up_to_date("v-aaaaaaaaaaaa") == "v-aaaaaaaaaaaa"  # the same fingerprint again: nothing runs
     assert [v.name for v in fresh.versions()] == ["v-aaaaaaaaaaaa"]
 
 
@@ -140,7 +147,8 @@ def test_prepare_clears_leftovers_of_a_crashed_run(root):
     publisher.publish("v-aaaaaaaaaaaa", publisher.latest().token)
     write_version(publisher, "v-bbbbbbbbbbbb", complete=False)  # a run that died before its manifest
     assert not publisher.is_complete("v-bbbbbbbbbbbb")
-    token = publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)
+    folder, token = publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)
+    assert folder == "v-bbbbbbbbbbbb"  # not a complete folder: cleared and written again, not a new attempt
     assert storage.match(storage.join(publisher.version_dir("v-bbbbbbbbbbbb"), "*")) == []
     assert latest_text(root) == "v-aaaaaaaaaaaa\n"
     write_version(publisher, "v-bbbbbbbbbbbb")
@@ -148,17 +156,85 @@ def test_prepare_clears_leftovers_of_a_crashed_run(root):
     assert latest_text(root) == "v-bbbbbbbbbbbb\n"
 
 
-def test_forced_rerun_of_latest_moves_latest_back_meanwhile(root):
+def snapshot(publisher: Publisher, version: str) -> dict[str, bytes]:
+    return {path: storage.read_bytes(path) for path, _ in storage.match(storage.join(publisher.version_dir(version), "*"))}
+
+
+def test_a_forced_rerun_writes_a_new_attempt_and_never_touches_the_one_latest_names(root):
     publisher = Publisher(root)
     for version in ("v-aaaaaaaaaaaa", "v-bbbbbbbbbbbb"):
         write_version(publisher, version)
         publisher.publish(version, publisher.latest().token)
-    token = publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)
-    assert latest_text(root) == "v-aaaaaaaaaaaa\n"  # never a version being rewritten
-    assert not publisher.is_complete("v-bbbbbbbbbbbb")
-    write_version(publisher, "v-bbbbbbbbbbbb")
-    publisher.publish("v-bbbbbbbbbbbb", token)
-    assert latest_text(root) == "v-bbbbbbbbbbbb\n"
+    published = snapshot(publisher, "v-bbbbbbbbbbbb")
+    folder, token = publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)
+    assert folder == "v-bbbbbbbbbbbb-2"
+    write_version(publisher, folder, complete=False)  # the rerun is killed here
+    assert latest_text(root) == "v-bbbbbbbbbbbb\n" and snapshot(publisher, "v-bbbbbbbbbbbb") == published
+    assert publisher.up_to_date("v-bbbbbbbbbbbb") == "v-bbbbbbbbbbbb"  # the killed attempt does not count
+
+    folder, token = publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)  # --force again
+    assert folder == "v-bbbbbbbbbbbb-2" and storage.match(storage.join(publisher.version_dir(folder), "*")) == []
+    write_version(publisher, folder)
+    assert latest_text(root) == "v-bbbbbbbbbbbb\n"  # LATEST switches only when the new attempt is published
+    publisher.publish(folder, token)
+    assert latest_text(root) == "v-bbbbbbbbbbbb-2\n" and snapshot(publisher, "v-bbbbbbbbbbbb") == published
+    assert publisher.up_to_date("v-bbbbbbbbbbbb") == "v-bbbbbbbbbbbb-2"
+    assert publisher.next_folder("v-bbbbbbbbbbbb") == "v-bbbbbbbbbbbb-3"
+
+    # Retention counts a fingerprint once: the attempt LATEST names is kept, the one it replaced goes.
+    assert publisher.retain(2) == ["v-bbbbbbbbbbbb"]
+    assert [v.name for v in publisher.versions()] == ["v-aaaaaaaaaaaa", "v-bbbbbbbbbbbb-2"]
+
+
+def test_up_to_date_prefers_the_attempt_latest_names(root):
+    publisher = Publisher(root)
+    for folder in ("v-aaaaaaaaaaaa", "v-aaaaaaaaaaaa-2", "v-aaaaaaaaaaaa-3"):
+        write_version(publisher, folder)
+    write_version(publisher, "v-aaaaaaaaaaaa-4", complete=False)
+    assert publisher.up_to_date("v-aaaaaaaaaaaa") == "v-aaaaaaaaaaaa-3"
+    publisher.publish("v-aaaaaaaaaaaa-2", publisher.latest().token)  # e.g. the -3 run lost a publish race
+    assert publisher.up_to_date("v-aaaaaaaaaaaa") == "v-aaaaaaaaaaaa-2"
+    assert publisher.retain(1) == ["v-aaaaaaaaaaaa-3", "v-aaaaaaaaaaaa"]
+    assert publisher.attempts("v-aaaaaaaaaaaa") == ["v-aaaaaaaaaaaa-2", "v-aaaaaaaaaaaa-4"]  # -4: maybe in progress
+    assert publisher.up_to_date("v-aaaaaaaaaaaa0") is None  # another fingerprint that merely shares a prefix
+
+
+def test_complete_means_the_manifest_parses_and_matches_the_files(root):
+    publisher = Publisher(root)
+    write_version(publisher, "v-aaaaaaaaaaaa")
+    manifest_path = storage.join(publisher.version_dir("v-aaaaaaaaaaaa"), MANIFEST)
+    shard = storage.join(publisher.version_dir("v-aaaaaaaaaaaa"), "data-00000-of-00001.tfrecord")
+    manifest, data = storage.read_bytes(manifest_path), storage.read_bytes(shard)
+    assert publisher.status("v-aaaaaaaaaaaa") is Status.COMPLETE
+    damage = {
+        "0-byte manifest": (manifest_path, b""),
+        "partial manifest": (manifest_path, manifest[: len(manifest) // 2]),
+        "a manifest without files": (manifest_path, b'{"records_out": 3}'),
+        "a shard of another size": (shard, data[:-1]),
+        "a listed shard missing": (manifest_path, manifest.replace(b'"data": {', b'"data": {"data-x": 1, ')),
+    }
+    for what, (path, damaged) in damage.items():
+        storage.write_bytes(path, damaged)
+        assert publisher.status("v-aaaaaaaaaaaa") is Status.INCOMPLETE, what
+        assert publisher.up_to_date("v-aaaaaaaaaaaa") is None and publisher.versions() == [], what
+        storage.write_bytes(manifest_path, manifest)
+        storage.write_bytes(shard, data)
+    assert publisher.status("v-aaaaaaaaaaaa") is Status.COMPLETE
+
+
+def test_a_version_that_failed_a_publish_gate_is_never_published_nor_up_to_date(root):
+    publisher = Publisher(root)
+    write_version(publisher, "v-aaaaaaaaaaaa")
+    publisher.publish("v-aaaaaaaaaaaa", publisher.latest().token)
+    write_version(publisher, "v-bbbbbbbbbbbb", passed=False)
+    assert publisher.status("v-bbbbbbbbbbbb") is Status.UNPUBLISHED
+    assert publisher.up_to_date("v-bbbbbbbbbbbb") is None
+    with pytest.raises(AeopsError, match="unpublished"):
+        publisher.publish("v-bbbbbbbbbbbb", publisher.latest().token)
+    assert publisher.retain(1) == [] and publisher.status("v-bbbbbbbbbbbb") is Status.UNPUBLISHED
+    assert publisher.prepare("v-bbbbbbbbbbbb", publisher.latest().token)[0] == "v-bbbbbbbbbbbb"  # rerun in its place
+    assert storage.match(storage.join(publisher.version_dir("v-bbbbbbbbbbbb"), "*")) == []
+    assert latest_text(root) == "v-aaaaaaaaaaaa\n"
 
 
 def test_a_second_live_run_of_the_same_version_is_refused_locally(tmp_path):
@@ -176,7 +252,7 @@ KILLED_RUN = textwrap.dedent("""
     from aeops import storage
     from aeops.publish import Publisher
     publisher = Publisher(sys.argv[1])
-    token = publisher.prepare("v-killed000000", publisher.latest().token)
+    folder, token = publisher.prepare("v-killed000000", publisher.latest().token)
     for shard in range(1000):
         storage.write_bytes(storage.join(publisher.version_dir("v-killed000000"), f"data-{shard:05d}"), b"x")
         print(shard, flush=True)
@@ -198,12 +274,104 @@ def test_a_killed_run_leaves_latest_and_the_next_run_completes(tmp_path):
     assert latest_text(root) == "v-aaaaaaaaaaaa\n"
     assert not publisher.is_complete("v-killed000000")
     with Publisher(root) as next_run:  # the kernel dropped the killed run's lock
-        token = next_run.prepare("v-killed000000", next_run.latest().token)
+        _, token = next_run.prepare("v-killed000000", next_run.latest().token)
         write_version(next_run, "v-killed000000")
         next_run.publish("v-killed000000", token)
     assert latest_text(root) == "v-killed000000\n"
     assert [os.path.basename(p) for p, _ in storage.match(str(tmp_path / "out" / "v-killed000000" / "*"))] == [
         "data-00000-of-00001.tfrecord", MANIFEST]
+
+
+MANIFEST_WRITER = textwrap.dedent("""
+    import sys
+    from aeops.publish import Publisher
+    manifest = {"files": {}, "padding": "x" * (96 << 20)}  # big enough to be killed halfway through
+    print("writing", flush=True)
+    Publisher(sys.argv[1]).write_manifest("v-aaaaaaaaaaaa", manifest)
+    print("written", flush=True)
+""")
+
+
+class StallingProxy:
+    """A loopback TCP relay to the GCS test server that stops relaying a client's bytes after ``limit`` of them,
+    so that an upload is deterministically in flight, halfway through, when the test kills its process."""
+
+    def __init__(self, target: str, limit: int):
+        self.target = target.removeprefix("http://").split(":")
+        self.limit = limit
+        self.relayed = 0
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.target[0], int(self.target[1])))
+            threading.Thread(target=self._relay, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._relay, args=(upstream, client, False), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        try:
+            while chunk := source.recv(1 << 16):
+                if counted:
+                    if self.relayed >= self.limit:
+                        self.stalled.set()  # the client stays blocked in send(), mid-request...
+                        self.released.wait()
+                        return  # ...until close(): then the server sees the request end halfway
+                    self.relayed += len(chunk)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.close()
+
+
+def test_a_manifest_write_killed_halfway_leaves_no_manifest(root, tmp_path):
+    """A real kill -9 in the middle of writing manifest.json: locally the temp file is what is cut short (the
+    rename never happens); on gs:// the upload is cut short and GCS never shows the partial object."""
+    publisher = Publisher(root)
+    write_version(publisher, "v-aaaaaaaaaaaa", complete=False)
+    folder = tmp_path / "out" / "v-aaaaaaaaaaaa"
+    env = dict(os.environ)
+    proxy = None
+    if root.startswith("gs://"):
+        proxy = StallingProxy(os.environ["STORAGE_EMULATOR_HOST"], limit=16 << 20)
+        env["STORAGE_EMULATOR_HOST"] = proxy.url
+    writer = subprocess.Popen([sys.executable, "-c", MANIFEST_WRITER, root], stdout=subprocess.PIPE, text=True, env=env)
+    assert writer.stdout.readline() == "writing\n"
+    deadline = time.monotonic() + 60
+    while True:  # until it is halfway through writing the manifest's bytes
+        assert writer.poll() is None and time.monotonic() < deadline, "the write ended before it could be killed"
+        if proxy:
+            halfway = proxy.stalled.is_set()
+        else:
+            halfway = any(0 < p.stat().st_size < 96 << 20 for p in folder.iterdir() if not p.name.startswith("data-"))
+        if halfway:
+            break
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    writer.stdout.close()
+    if proxy:
+        proxy.close()
+    for _ in range(10):  # and it stays so while the server handles the broken request
+        assert not storage.exists(storage.join(publisher.version_dir("v-aaaaaaaaaaaa"), MANIFEST))
+        assert publisher.status("v-aaaaaaaaaaaa") is Status.INCOMPLETE
+        time.sleep(0.1)
+    if not proxy:
+        (leftover,) = [p for p in folder.iterdir() if not p.name.startswith("data-")]  # what the kill cut short
+        assert leftover.name.startswith(".manifest.json.") and leftover.stat().st_size < 96 << 20
+    folder_name, _ = publisher.prepare("v-aaaaaaaaaaaa", publisher.latest().token)  # the next run clears it
+    assert storage.match(storage.join(publisher.version_dir(folder_name), "*")) == []
 
 
 # --- the fingerprint ------------------------------------------------------------------------------
