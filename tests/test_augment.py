@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -192,6 +193,41 @@ def test_input_files_without_records_are_not_published_one_line_exit_1(tmp_path)
     manifest = json.loads((root / unpublished / "manifest.json").read_text())
     assert manifest["records_in"] == 0 and manifest["gate"]["passed"] is False
     assert Publisher(str(root)).status(unpublished) is Status.UNPUBLISHED
+
+
+def test_every_output_file_respects_the_umask(tmp_path):
+    """LATEST and the manifest are written through temp files: they must be created like every other output
+    file (0666 less the umask), not with the temp file's 0600, or readers under another account are locked out."""
+    shards.write(tmp_path / "in.tfrecord", [shards.example(image) for image in shards.good_images()])
+    root = tmp_path / "out"
+    command = [sys.executable, "-m", "aeops", "augment", "--config", "configs/local.yaml", "--input",
+               str(tmp_path / "in.tfrecord"), "--output", str(root), "--set", "inference.enabled=false"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o027))
+    assert result.returncode == 0, result.stderr
+    modes = {p.relative_to(root).as_posix(): oct(p.stat().st_mode & 0o777) for p in root.rglob("*") if p.is_file()}
+    assert {"LATEST", f"{(root / 'LATEST').read_text().strip()}/manifest.json"} <= modes.keys()
+    assert set(modes.values()) == {oct(0o640)}, modes
+
+
+def test_a_version_with_a_cut_short_manifest_is_not_up_to_date(tmp_path, capsys):
+    """What a kill during a non-atomic manifest write would leave: a 0-byte manifest in a version LATEST does
+    not name. The same run again must redo that version, not call it "up to date" and publish it."""
+    shards.write(tmp_path / "in.tfrecord", [shards.example(image) for image in shards.good_images()])
+    root = tmp_path / "out"
+    off = ("--set", "inference.enabled=false")
+    assert run(tmp_path / "in.tfrecord", root, *off) == 0
+    first = (root / "LATEST").read_text().strip()
+    assert run(tmp_path / "in.tfrecord", root, *off, "--set", "seed=5") == 0
+    second = (root / "LATEST").read_text().strip()
+    (root / second / "manifest.json").write_bytes(b"")
+    publisher = Publisher(str(root))
+    publisher.publish(first, publisher.latest().token)
+    capsys.readouterr()
+    assert run(tmp_path / "in.tfrecord", root, *off, "--set", "seed=5") == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert (root / "LATEST").read_text().strip() == second  # rewritten in place: LATEST did not name it
+    assert json.loads((root / second / "manifest.json").read_text())["records_out"] == 9
+    assert publisher.status(second) is Status.COMPLETE
 
 
 def test_gcs_in_and_out(gcs_emulator, tmp_path):

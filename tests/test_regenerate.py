@@ -113,7 +113,16 @@ def test_a_killed_run_leaves_the_previous_dataset_published_and_a_rerun_and_forc
     assert files(root / version_a) == a_files
     _, _, records_b, _ = read_version(root)
 
-    # --force on the version LATEST names: LATEST steps back to A while B is rewritten, never at an incomplete one.
+    # --force on the version LATEST names, killed -9 halfway: it wrote a new attempt folder, never B's files.
+    b_files = files(root / version_b)
+    process = start(command(many, root, "--set", "seed=2", "--force"))
+    attempt = root / f"{version_b}-2"
+    kill_once_it_writes(process, attempt)
+    assert latest(root) == version_b and files(root / version_b) == b_files
+    check_reconciled(root, version_b)
+    assert MANIFEST not in files(attempt)
+
+    # --force to the end: LATEST goes from B straight to the complete new attempt, never at an incomplete one.
     seen, violations, stop = [], [], threading.Event()
 
     def watch():
@@ -146,12 +155,31 @@ def test_a_killed_run_leaves_the_previous_dataset_published_and_a_rerun_and_forc
         stop.set()
         watcher.join(timeout=10)
     assert violations == []
-    assert seen == [version_b, version_a, version_b]
-    manifest_forced = check_reconciled(root, version_b)
-    assert manifest_forced["started"] != manifest_b["started"]  # really rewritten...
+    assert seen == [version_b, attempt.name]
+    manifest_forced = check_reconciled(root, attempt.name)
+    assert manifest_forced["started"] != manifest_b["started"] and manifest_forced["fingerprint"] == version_b[2:]
     _, _, records_forced, _ = read_version(root)
-    assert sorted(records_forced) == sorted(records_b)  # ...into the very same records
-    assert files(root / version_a) == a_files
+    assert sorted(records_forced) == sorted(records_b)  # the very same records
+    assert files(root / version_b) == b_files and files(root / version_a) == a_files
+    assert not any(p.name.endswith(".tmp") for p in root.rglob("*"))  # no temp file of LATEST or a manifest left
+
+    # The same fingerprint again is up to date on the attempt LATEST names; --keep counts it once.
+    assert augment.run(argv(many, root, "--set", "seed=2", "--keep", "2")) == 0
+    assert augment.run(argv(many, root, "--set", "seed=3", "--keep", "2")) == 0
+    version_c = latest(root)
+    assert sorted(p.name for p in root.glob("v-*")) == sorted([attempt.name, version_c])
+
+
+def kill_once_it_writes(process: subprocess.Popen, folder: Path) -> None:
+    """Kill -9 the run's whole process group as soon as ``folder`` holds a file."""
+    deadline = time.monotonic() + 180
+    while not (folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))):
+        assert process.poll() is None, f"the run ended before it could be killed: {finish(process)}"
+        assert time.monotonic() < deadline, f"the run wrote nothing into {folder} in 180 s"
+        time.sleep(0.02)
+    os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
 
 
 def test_two_runs_racing_to_publish_exactly_one_moves_latest(tmp_path):
@@ -190,3 +218,40 @@ def test_two_runs_racing_to_publish_exactly_one_moves_latest(tmp_path):
     check_reconciled(root, named)
     manifest = json.loads((root / unnamed / MANIFEST).read_text())  # the loser's files are complete, just not named
     assert manifest["records_out"] == 3 * 3
+
+
+def test_a_killed_force_rerun_on_gcs_leaves_the_published_version_untouched(many, gcs_emulator):
+    """The same on gs:// (gcp-storage-emulator, which serves Beam's sinks): a --force rerun killed -9 halfway has
+    written only under its new attempt prefix; LATEST and every object of the version it names are unchanged."""
+    from google.cloud import storage as gcs
+
+    bucket = gcs.Client().bucket(gcs_emulator)
+    root = f"gs://{gcs_emulator}/datasets/out"
+
+    def objects(prefix: str) -> dict[str, tuple[int, str]]:
+        return {b.name: (b.size, b.md5_hash) for b in bucket.client.list_blobs(bucket, prefix=f"datasets/out/{prefix}")}
+
+    assert augment.run(argv(many, root)) == 0
+    version = bucket.blob("datasets/out/LATEST").download_as_text().strip()
+    published = objects(f"{version}/")
+    assert f"datasets/out/{version}/{MANIFEST}" in published
+
+    # Beam's own gs:// IO in the child: the emulator's address, and no probe of the GCE metadata server.
+    env = {**os.environ, "NO_GCE_CHECK": "true"}
+    process = subprocess.Popen(command(many, root, "--force"), cwd=REPO, start_new_session=True, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not objects(f"{version}-2/"):
+        assert process.poll() is None, f"the run ended before it could be killed: {finish(process)}"
+        assert time.monotonic() < deadline, "the --force run wrote nothing in 180 s"
+        time.sleep(0.05)
+    os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+    process.wait(timeout=30)
+
+    assert bucket.blob("datasets/out/LATEST").download_as_text().strip() == version
+    assert objects(f"{version}/") == published
+    assert f"datasets/out/{version}-2/{MANIFEST}" not in objects(f"{version}-2/")
+    assert augment.run(argv(many, root, "--force")) == 0  # clears the killed attempt and publishes a new one
+    assert bucket.blob("datasets/out/LATEST").download_as_text().strip() == f"{version}-2"
+    assert objects(f"{version}/") == published
+    check_reconciled(root, f"{version}-2")
