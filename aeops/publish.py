@@ -76,7 +76,7 @@ class Status(enum.Enum):
 class Version:
     name: str
     finished: float  # manifest.json's modification time, seconds since the epoch
-    status: Status = Status.COMPLETE
+    status: Status
 
 
 def attempt_folder(version: str, attempt: int) -> str:
@@ -231,11 +231,11 @@ class Publisher:
         try:
             manifest = json.loads(self._store.read(f"{folder}/{MANIFEST}"))
             expected = {name: size for group in manifest["files"].values() for name, size in group.items()}
+            passed = (manifest.get("gate") or {}).get("passed", True)
         except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError):
             return Version(folder, finished, Status.INCOMPLETE)
         if any(listed.get(name, (None,))[0] != size for name, size in expected.items()):
             return Version(folder, finished, Status.INCOMPLETE)
-        passed = (manifest.get("gate") or {}).get("passed", True)
         return Version(folder, finished, Status.COMPLETE if passed else Status.UNPUBLISHED)
 
     def _swap(self, folder: str, token: Token) -> Token:

@@ -432,13 +432,14 @@ class _Finalize(beam.DoFn):
 
 
 def _files(sizes: dict[str, int], data_files: list[str], dead_files: list[str]) -> dict[str, dict[str, int]]:
-    """The manifest's ``files``: name -> size of the shards the sinks wrote, and of every other file there."""
+    """The manifest's ``files``: name -> size of the shards the sinks wrote, and of every other file there
+    (not hidden ones: the temp file of a manifest write that a kill cut short is no part of the version)."""
     groups = {"data": sorted(map(_name, data_files)), "dead_letter": sorted(map(_name, dead_files))}
     missing = [name for names in groups.values() for name in names if name not in sizes]
     if missing:
         raise AeopsError(f"the sink reported {missing[0]}, which is not in the version folder", reason="missing_shard")
     listed = {name for names in groups.values() for name in names} | {MANIFEST}
-    groups["other"] = sorted(name for name in sizes if name not in listed)
+    groups["other"] = sorted(name for name in sizes if name not in listed and not name.startswith("."))
     return {group: {name: sizes[name] for name in names} for group, names in groups.items()}
 
 
