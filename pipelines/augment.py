@@ -144,7 +144,8 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             if dry_run:
                 print(f"augment: dry run: the Dataflow job for {folder} was built, not submitted; {root} is untouched")
             else:
-                print(f"augment: submitted to Dataflow; {folder} is published to {root}/LATEST when the job finishes")
+                print(f"augment: submitted to Dataflow; {folder} is published to {root}/LATEST when the job finishes "
+                      "and passes the publish gates")
             return result
     print(summary(json.loads(storage.read_bytes(storage.join(root, folder, MANIFEST))), root, folder,
                   time.monotonic() - started))
