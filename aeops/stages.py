@@ -24,7 +24,7 @@ from apache_beam.io.tfrecordio import WriteToTFRecord
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from aeops import codec, schema, spatial, storage, tfrecord
+from aeops import codec, dataset_summary, schema, spatial, statistics, storage, tfrecord
 from aeops.accounting import DeadTally, Stats, StatsCombine, publish_gate, raise_unless_reconciled
 from aeops.config import PipelineConfig
 from aeops.draw import draw
@@ -397,7 +397,7 @@ class _Finalize(beam.DoFn):
         self.context = context
         self.samples = samples
 
-    def process(self, _, records, damaged, outputs, dead, stats, samples, data_files, dead_files):
+    def process(self, _, records, damaged, outputs, dead, stats, samples, data_files, dead_files, datasets):
         context = self.context
         folder = context["version"]
         directory = storage.join(context["root"], folder)
@@ -418,6 +418,9 @@ class _Finalize(beam.DoFn):
         }
         raise_unless_reconciled(manifest)
         manifest["gate"] = publish_gate(manifest, context["config"]["publish"]["max_dead_fraction"])
+        statistics.write(directory, datasets)
+        manifest["summary"] = dataset_summary.summarize(
+            statistics.statistics_list(datasets), context["config"]["report"]["label_shift_warning"])
         write_report(directory, manifest, [Sample(**sample) for _, sample in samples[: self.samples]])
         publisher = Publisher(context["root"])
         manifest["files"] = _files(publisher.inventory(folder), data_files, dead_files)
@@ -447,7 +450,8 @@ class Finalize(beam.PTransform):
     """After every file is written: count, check, report, manifest, then publish the version.
 
     Takes a dict of PCollections (``records`` and ``damaged`` frames read, ``outputs``, ``dead`` rows,
-    ``stats``, ``samples``, and the ``data_files`` / ``dead_files`` the sinks wrote). Each reaches the last
+    ``stats``, ``samples``, the ``data_files`` / ``dead_files`` the sinks wrote, and the ``statistics`` of the
+    input and the output, which become ``statistics.pb`` and the manifest's ``summary``). Each reaches the last
     step as a side input, which is what orders it after the sinks; it runs inside the pipeline, so the same
     happens on Dataflow, where no driver waits for the job.
     """
@@ -478,6 +482,7 @@ class Finalize(beam.PTransform):
                 ),
                 data_files=side.AsList(parts["data_files"]),
                 dead_files=side.AsList(parts["dead_files"]),
+                datasets=side.AsList(parts["statistics"]),
             )
         )
 

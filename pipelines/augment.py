@@ -17,7 +17,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 
-from aeops import __version__, config, stages, storage
+from aeops import __version__, config, schema, stages, statistics, storage
 from aeops.cli import ArgumentParser
 from aeops.config import PipelineConfig
 from aeops.errors import AeopsError, UsageError
@@ -164,9 +164,15 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     )
     dead = (read.dead, augmented.dead, restored[stages.DEAD], encoded.dead) | "AllDeadLetters" >> beam.Flatten()
     dead_files = dead | "WriteDeadLetter" >> stages.WriteDeadLetter(directory, progress)
+    image = schema.IMAGE
+    described = (
+        read.records | "InputRecords" >> beam.Values() | "InputStatistics" >> statistics.DatasetStatistics(statistics.INPUT, image),
+        encoded.records | "OutputStatistics" >> statistics.DatasetStatistics(statistics.OUTPUT, image),
+    ) | "BothStatistics" >> beam.Flatten()
     parts = {
         "records": read.records, "damaged": read.dead, "outputs": encoded.records, "dead": dead,
         "stats": encoded.stats, "samples": encoded.sample, "data_files": data_files, "dead_files": dead_files,
+        "statistics": described,
     }
     parts | "Finalize" >> stages.Finalize(context, cfg.report.samples)
     return pipeline
