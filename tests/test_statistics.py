@@ -1,0 +1,115 @@
+"""statistics.pb and the manifest's summary, checked against the records a real DirectRunner run wrote."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pyarrow as pa
+import pytest
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+from aeops import codec, dataset_summary, schema, storage, tfrecord
+from aeops.statistics import FeatureStatisticsCombine, with_image_header
+from pipelines import augment
+from tests import shards
+
+LABELS = [7, 3, 7, 7, 3, 5]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Six labelled images (one of them not an image: a dead letter, label 5) and one record that is no Example."""
+    folder = tmp_path_factory.mktemp("stats")
+    good = shards.good_images()
+    records = [shards.example(good[i % 3], image__class__label=label, image__key=f"k{i}".encode())
+               for i, label in enumerate(LABELS[:-1])]
+    records += [shards.example(b"not an image at all", image__class__label=LABELS[-1]), b"\x08\x96 not an example"]
+    shards.write(folder / "in.tfrecord", records)
+    root = str(folder / "out")
+    argv = ["--config", "configs/local.yaml", "--input", str(folder / "in.tfrecord"), "--output", root,
+            "--set", "inference.enabled=false", "--set", "augment.ops=[{op: crop, size: [0.3, 0.9]}]"]
+    assert augment.run(argv) == 0
+    directory = storage.join(root, storage.read_bytes(storage.join(root, "LATEST")).decode().strip())
+    with storage.open_read(storage.match(storage.join(directory, "data-*"))[0][0]) as stream:
+        outputs = [schema.parse(r) for r in tfrecord.read_records(stream, False)]
+    proto = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+        storage.read_bytes(storage.join(directory, "statistics.pb")))
+    manifest = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
+    return {"good": good, "outputs": outputs, "proto": proto, "manifest": manifest, "directory": directory}
+
+
+def feature(dataset, name):
+    return next(f for f in dataset.features if list(f.path.step) == [name])
+
+
+def test_statistics_pb_has_the_input_and_output_counts(run):
+    datasets = {d.name: d for d in run["proto"].datasets}
+    assert list(datasets) == ["input", "output"]
+    assert datasets["input"].num_examples == len(LABELS)  # every record that parsed, the undecodable image too
+    assert datasets["output"].num_examples == run["manifest"]["records_out"] == len(run["outputs"])
+
+
+def test_label_histogram_equals_the_labels_written(run):
+    datasets = {d.name: d for d in run["proto"].datasets}
+    written = collections.Counter(str(schema.feature_value(r.example, "image/class/label")) for r in run["outputs"])
+    label = feature(datasets["output"], "image/class/label")
+    assert label.type == statistics_pb2.FeatureNameStatistics.INT
+    assert {b.label: b.sample_count for b in label.string_stats.rank_histogram.buckets} == written
+    read = collections.Counter(map(str, LABELS))
+    assert {b.label: b.sample_count for b in feature(datasets["input"], "image/class/label")
+            .string_stats.rank_histogram.buckets} == read
+    assert run["manifest"]["summary"]["output"]["labels"]["counts"] == written
+
+
+def test_size_range_equals_the_images(run):
+    datasets = {d.name: d for d in run["proto"].datasets}
+    shapes = [codec.decode(r.image).shape for r in run["outputs"]]
+    for side, axis in (("aeops/image_height", 0), ("aeops/image_width", 1)):
+        stats = feature(datasets["output"], side).num_stats
+        assert (stats.min, stats.max) == (min(s[axis] for s in shapes), max(s[axis] for s in shapes))
+        assert stats.common_stats.num_non_missing == len(shapes)
+        assert sum(b.sample_count for b in stats.histograms[0].buckets) == pytest.approx(len(shapes))
+    inputs = [codec.decode(image).shape for image in run["good"]]
+    height = feature(datasets["input"], "aeops/image_height").num_stats
+    assert (height.min, height.max) == (min(s[0] for s in inputs), max(s[0] for s in inputs))
+    assert height.common_stats.num_missing == 1  # the record whose bytes are not an image
+    sizes = run["manifest"]["summary"]["output"]["sizes"]
+    assert sizes["width"]["max"] == max(s[1] for s in shapes)
+
+
+def test_bytes_features_get_unique_counts_and_formats(run):
+    datasets = {d.name: d for d in run["proto"].datasets}
+    keys = feature(datasets["output"], "aeops/source_key").string_stats
+    assert keys.unique == len(LABELS) - 1
+    image = feature(datasets["output"], "image/encoded")
+    assert image.type == statistics_pb2.FeatureNameStatistics.BYTES and image.bytes_stats.min_num_bytes > 0
+    assert run["manifest"]["summary"]["output"]["formats"] == {"jpeg": len(run["outputs"])}
+    assert run["manifest"]["summary"]["input"]["formats"] == {"png": len(LABELS) - 1}
+
+
+def test_a_dead_letter_that_removes_a_label_is_flagged(run):
+    shift = run["manifest"]["summary"]["label_shift"]
+    # in: 7 x3, 3 x2, 5 x1 of 6; out: 7 x3, 3 x2 of 5 (per variant): |0.6-0.5| + |0.4-0.333| + |0-0.167| = 0.333 / 2
+    assert shift["distance"] == pytest.approx(1 / 6, abs=1e-6)
+    assert shift["skewed"] and shift["largest"]["label"] == "5" and shift["largest"]["output"] == 0
+    text = dataset_summary.describe(run["manifest"]["summary"])
+    assert "SKEWED by the dead letter: label 5 went from 16.7% to 0.0%" in text
+
+
+def test_accumulators_merge_to_the_same_statistics_as_one_pass():
+    """Workers summarise their share and Beam merges the parts: the merge must not change the answer."""
+    good = shards.good_images()
+    records = [shards.example(good[i % 3], image__class__label=i % 4) for i in range(12)]
+    decoder = ExamplesToRecordBatchDecoder()
+    batches = [with_image_header(decoder.DecodeBatch(records[i:i + 4]), schema.IMAGE) for i in range(0, 12, 4)]
+    combine = FeatureStatisticsCombine("input")
+    whole = combine.add_input(combine.create_accumulator(), pa.concat_tables(
+        [pa.Table.from_batches([b]) for b in batches]).combine_chunks().to_batches()[0])
+    parts = [combine.add_input(combine.create_accumulator(), batch) for batch in batches]
+    merged = combine.merge_accumulators(parts)
+    one, many = combine.extract_output(whole), combine.extract_output(merged)
+    assert one == many and one.num_examples == 12
+    label = feature(one, "image/class/label").string_stats
+    assert {b.label: b.sample_count for b in label.rank_histogram.buckets} == {"0": 3, "1": 3, "2": 3, "3": 3}
