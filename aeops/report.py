@@ -31,6 +31,7 @@ HEADER = 44  # the run's summary line and the column titles
 COLUMNS = ("source", "augmented", "reconstructed")
 FONT_SIZE = 13
 LONG_INPUTS = 8  # more input files than this and the list starts collapsed
+INPUT_COLOUR, OUTPUT_COLOUR = "#2f6fdb", "#8e4fd1"  # the input's and the output's bars in every dataset chart
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,7 +218,13 @@ code{background:#f1f3f5;padding:1px 4px;border-radius:3px;word-break:break-all}
 pre{background:#f8f9fa;padding:10px;border-radius:6px;overflow:auto;max-height:520px;margin:8px 0 0}
 summary{cursor:pointer;font-weight:600}
 .chip{background:#eef2f7;border-radius:10px;padding:1px 8px;font-size:12px;white-space:nowrap}
-"""
+.flag{background:#fdecea;border-left:6px solid #b42318;padding:10px 14px;margin:0 0 12px;border-radius:4px}
+.charts{display:grid;grid-template-columns:minmax(320px,1fr) minmax(320px,1fr);gap:24px}
+.labels td{padding:2px 8px}.labels .bar{height:10px;margin:1px 0}
+.key-in,.key-out{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
+.hists{display:grid;grid-template-columns:repeat(2,1fr);gap:8px}
+svg text{font:11px system-ui,"DejaVu Sans",sans-serif;fill:#5b6675}
+""" + f".in,.key-in{{background:{INPUT_COLOUR}}}.out,.key-out{{background:{OUTPUT_COLOUR}}}"
 
 
 def render_html(manifest: dict, samples: list[Sample]) -> str:
@@ -228,6 +235,7 @@ def render_html(manifest: dict, samples: list[Sample]) -> str:
         (
             _verdict(manifest, title),
             _cards(manifest),
+            _dataset(manifest.get("summary")),
             _dead_letters(manifest),
             _samples(samples),
             _inputs(manifest.get("inputs") or []),
@@ -312,6 +320,114 @@ def _summary_card(name: str, summary, unit: str, digits: int) -> str:
         f"{_num(summary.get('mean'), digits)}{unit}",
         f"restored vs augmented, mean of {_num(summary.get('count'))}; min {_num(summary.get('min'), digits)}"
         f", max {_num(summary.get('max'), digits)}",
+    )
+
+
+def _dataset(summary) -> str:
+    """Labels in vs out side by side, image size histograms, formats and objects per image; the label-shift flag."""
+    if not isinstance(summary, dict):
+        return ""
+    source, result = summary.get("input") or {}, summary.get("output") or {}
+    shift = summary.get("label_shift") if isinstance(summary.get("label_shift"), dict) else None
+    flag = ""
+    if shift and shift.get("skewed"):
+        largest = shift.get("largest") or {}
+        flag = (
+            f'<p class="flag"><b>Label distribution skewed by the dead letter</b>: total variation distance '
+            f"{_num(shift.get('distance'), 3)} above the warning level {_num(shift.get('warning'), 2)} "
+            f"(report.label_shift_warning); label <code>{_e(largest.get('label'))}</code> went from "
+            f"{_share(largest.get('input'))} of the input to {_share(largest.get('output'))} of the output.</p>"
+        )
+    facts = (
+        f"<p class=sub>{_num(source.get('examples'))} input records parsed, {_num(result.get('examples'))} output "
+        f"variants written. Formats: {_e(_formats(source.get('formats')))} → {_e(_formats(result.get('formats')))}."
+        + _objects_sentence(source.get("objects_per_image"), result.get("objects_per_image"))
+        + (f" Label shift {_num(shift.get('distance'), 3)} (total variation distance)." if shift else "")
+        + " Every feature's statistics: <code>statistics.pb</code> (TFDV, Facets).</p>"
+    )
+    return (
+        f"<section><h2>Dataset: input vs output</h2>{flag}{facts}<div class=charts>"
+        f"<div>{_label_chart(source.get('labels'), result.get('labels'))}</div>"
+        f"<div>{_size_charts(source.get('sizes'), result.get('sizes'))}</div></div></section>"
+    )
+
+
+def _share(value) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def _formats(formats) -> str:
+    if not isinstance(formats, dict) or not formats:
+        return "—"
+    return ", ".join(f"{name} {_num(n)}" for name, n in sorted(formats.items(), key=lambda kv: -kv[1]))
+
+
+def _objects_sentence(before, after) -> str:
+    if not isinstance(before, dict) and not isinstance(after, dict):
+        return ""
+    return f" Objects per image: {_e(_objects_text(before))} → {_e(_objects_text(after))}."
+
+
+def _objects_text(objects) -> str:
+    if not isinstance(objects, dict):
+        return "—"
+    return f"{_num(objects.get('min'))}–{_num(objects.get('max'))}, mean {_num(objects.get('mean'), 2)}"
+
+
+LABELS_SHOWN = 20
+
+
+def _label_chart(before, after) -> str:
+    """Per label, the input's share above the output's: equal bars mean the run kept the distribution."""
+    counts_in = before.get("counts") or {} if isinstance(before, dict) else {}
+    counts_out = after.get("counts") or {} if isinstance(after, dict) else {}
+    if not counts_in and not counts_out:
+        return "<h3>Labels</h3><p class=sub>No label feature in these records.</p>"
+    total_in, total_out = sum(counts_in.values()) or 1, sum(counts_out.values()) or 1
+    labels = sorted(counts_in.keys() | counts_out.keys(), key=lambda k: (-counts_in.get(k, 0), -counts_out.get(k, 0), k))
+    top = max([counts_in.get(k, 0) / total_in for k in labels] + [counts_out.get(k, 0) / total_out for k in labels]) or 1
+    rows = "".join(
+        f"<tr><td><code>{_e(label)}</code></td><td style=\"width:60%\">"
+        f'<div class="bar in" style="width:{100 * counts_in.get(label, 0) / total_in / top:.1f}%"></div>'
+        f'<div class="bar out" style="width:{100 * counts_out.get(label, 0) / total_out / top:.1f}%"></div></td>'
+        f"<td class=n>{_num(counts_in.get(label, 0))} · {_share(counts_in.get(label, 0) / total_in)}<br>"
+        f"{_num(counts_out.get(label, 0))} · {_share(counts_out.get(label, 0) / total_out)}</td></tr>"
+        for label in labels[:LABELS_SHOWN]
+    )
+    more = f"<p class=sub>… {len(labels) - LABELS_SHOWN} more labels in statistics.pb</p>" if len(labels) > LABELS_SHOWN else ""
+    name = (before if isinstance(before, dict) and before else after).get("feature", "label")
+    return (
+        f"<h3>Labels (<code>{_e(name)}</code>)<span class=key-in></span>input<span class=key-out></span>output</h3>"
+        f"<table class=labels>{rows}</table>{more}"
+    )
+
+
+def _size_charts(before, after) -> str:
+    charts = "".join(
+        _histogram_svg(((sizes or {}).get(side) if isinstance(sizes, dict) else None), f"{name} {side}", tone)
+        for name, sizes, tone in (("input", before, INPUT_COLOUR), ("output", after, OUTPUT_COLOUR))
+        for side in ("width", "height")
+    )
+    return f"<h3>Image sizes (pixels)</h3><div class=hists>{charts}</div>"
+
+
+def _histogram_svg(summary, title: str, colour: str, width: int = 260, height: int = 120) -> str:
+    """One size histogram as inline SVG: bars over [min, max], the range written under them."""
+    buckets = summary.get("histogram") if isinstance(summary, dict) else None
+    if not buckets:
+        return f"<div><b>{_e(title)}</b><p class=sub>—</p></div>"
+    top = max(count for *_, count in buckets) or 1
+    plot, step = height - 34, width / len(buckets)
+    bars = "".join(
+        f'<rect x="{i * step + 1:.1f}" y="{16 + plot * (1 - count / top):.1f}" width="{step - 2:.1f}" '
+        f'height="{plot * count / top:.1f}" fill="{colour}"><title>{low:.0f}–{high:.0f}: {count:.0f}</title></rect>'
+        for i, (low, high, count) in enumerate(buckets)
+    )
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{_e(title)}">'
+        f'<text x="0" y="11">{_e(title)} (mean {_num(summary.get("mean"), 0)})</text>{bars}'
+        f'<text x="0" y="{height - 4}">{_num(summary.get("min"), 0)}</text>'
+        f'<text x="{width}" y="{height - 4}" text-anchor="end">{_num(summary.get("max"), 0)}</text></svg>'
     )
 
 

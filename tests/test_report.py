@@ -19,6 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 HOSTILE_KEY = "<script>alert('key')</script>"
 HOSTILE_REASON = 'decode/<img src=x onerror="alert(1)">'
 MAGENTA = (255, 0, 255)
+INPUT_BLUE, OUTPUT_PURPLE = (47, 111, 219), (142, 79, 209)
 
 
 def _source(height: int = 200, width: int = 256) -> np.ndarray:
@@ -74,6 +75,27 @@ def _manifest(**changes) -> dict:
     }
     manifest.update(changes)
     return manifest
+
+
+def _summary() -> dict:
+    """A manifest summary as aeops.dataset_summary writes it: label 5 lost in the dead letter, and flagged."""
+    def sizes(low, high, counts):
+        step = (high - low) / len(counts)
+        return {"min": low, "max": high, "mean": (low + high) / 2,
+                "histogram": [[low + i * step, low + (i + 1) * step, n] for i, n in enumerate(counts)]}
+
+    def dataset(examples, labels, fmt, low):
+        return {"examples": examples, "labels": {"feature": "image/class/label", "counts": labels, "unlabelled": 0},
+                "formats": {fmt: examples}, "sizes": {"width": sizes(low, 640, [1, 4, 9, 3, 0, 2]),
+                                                      "height": sizes(low, 480, [5, 2, 0, 7, 1, 1])},
+                "objects_per_image": {"feature": "image/object/bbox/xmin", "min": 0, "max": 4, "mean": 1.5, "total": 9}}
+
+    return {
+        "input": dataset(17, {"7": 9, "3": 6, "5": 2}, "png", 32),
+        "output": dataset(64, {"7": 36, "3": 28}, "jpeg", 24),
+        "label_shift": {"distance": 0.1176, "warning": 0.05, "skewed": True,
+                        "largest": {"label": "5", "input": 0.1176, "output": 0.0}},
+    }
 
 
 @pytest.fixture
@@ -176,8 +198,20 @@ def test_writes_to_gcs_with_content_types(gcs_emulator):
     assert "17 × 4 = 68 = 64 + 4" in page.download_as_text()
 
 
-def test_renders_in_headless_chromium(tmp_path, written):
-    """A browser draws the page: the verdict bar and the embedded images (the magenta block) are on screen."""
+def test_dataset_summary_is_shown_with_the_skew_flag():
+    page = report.render_html(_manifest(summary=_summary()), [])
+    section = re.search(r"Dataset: input vs output(.*?)</section>", page, re.S)[1]
+    assert "Label distribution skewed by the dead letter" in section and "0.118" in section
+    assert "11.8% of the input to 0.0% of the output" in section
+    assert section.count('class="bar in"') == 3 and section.count('class="bar out"') == 3  # label 5 has an empty bar
+    assert "2 · 11.8%" in section and "0 · 0.0%" in section
+    assert section.count("<svg") == 4 and "input width" in section and "output height" in section
+    assert "png 17 → jpeg 64" in section and "0–4, mean 1.50" in section
+    calm = _summary() | {"label_shift": {**_summary()["label_shift"], "skewed": False}}
+    assert "skewed" not in report.render_html(_manifest(summary=calm), [])
+
+
+def screenshot_of(tmp_path, html_path) -> np.ndarray:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium) to render report.html")
     screenshot = tmp_path / "screenshot.png"
@@ -185,12 +219,30 @@ def test_renders_in_headless_chromium(tmp_path, written):
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}", "--window-size=1280,2000",
-        f"file://{written[0]}",
+        f"file://{html_path}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert screenshot.exists(), f"chromium exited {result.returncode}: {result.stderr[-2000:]}"
-    pixels = codec.decode(screenshot.read_bytes()).astype(int)
+    return codec.decode(screenshot.read_bytes()).astype(int)
+
+
+def test_renders_in_headless_chromium(tmp_path, written):
+    """A browser draws the page: the verdict bar and the embedded images (the magenta block) are on screen."""
+    pixels = screenshot_of(tmp_path, written[0])
     assert pixels.std() > 20, "the screenshot is blank"
     assert (np.abs(pixels[:200] - (30, 122, 76)).sum(-1) < 30).sum() > 10_000, "no green verdict bar at the top"
     assert (np.abs(pixels - MAGENTA).sum(-1) < 40).sum() > 3 * 5_000, "the embedded images were not drawn"
 
+
+
+def test_dataset_charts_render_in_headless_chromium(tmp_path):
+    """The label bars (input blue, output purple, side by side) and the four size histograms are drawn."""
+    html_path, _ = write_report(str(tmp_path), _manifest(summary=_summary()), _samples())
+    pixels = screenshot_of(tmp_path, html_path)
+    blue, purple = (np.abs(pixels - colour).sum(-1) < 30 for colour in (INPUT_BLUE, OUTPUT_PURPLE))
+    assert blue.sum() > 5_000 and purple.sum() > 5_000, (blue.sum(), purple.sum())
+    # Side by side: some row holds blue bars of the labels chart and blue histogram bars right of it.
+    columns = np.flatnonzero(blue.any(0))
+    assert columns.max() - columns.min() > 500, "the labels chart and the size histograms are not side by side"
+    red_flag = (np.abs(pixels - (180, 35, 24)).sum(-1) < 30).sum()
+    assert red_flag > 300, "the label-shift flag's red edge is not drawn"
