@@ -3,12 +3,14 @@ expected grid, both written locally and on gs://, and, where Chromium is install
 
 from __future__ import annotations
 
+import collections
 import re
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from google.cloud import storage as gcs
 
 from aeops import codec, report
@@ -241,8 +243,13 @@ def test_dataset_charts_render_in_headless_chromium(tmp_path):
     pixels = screenshot_of(tmp_path, html_path)
     blue, purple = (np.abs(pixels - colour).sum(-1) < 30 for colour in (INPUT_BLUE, OUTPUT_PURPLE))
     assert blue.sum() > 5_000 and purple.sum() > 5_000, (blue.sum(), purple.sum())
-    # Side by side: some row holds blue bars of the labels chart and blue histogram bars right of it.
-    columns = np.flatnonzero(blue.any(0))
-    assert columns.max() - columns.min() > 500, "the labels chart and the size histograms are not side by side"
+    # Side by side: a thin label bar and a tall histogram bar share screen rows (stacked, they never would).
+    boxes = [box for box in ndimage.find_objects(ndimage.label(blue)[0]) if box[1].stop - box[1].start > 20]
+    starts = collections.Counter(box[1].start for box in boxes if box[0].stop - box[0].start <= 14)
+    label_bars = [box[0] for box in boxes if box[1].start == starts.most_common(1)[0][0]]  # left-aligned rows
+    histogram_bars = [box[0] for box in boxes if box[0].stop - box[0].start > 20]
+    assert len(label_bars) == 3 and histogram_bars, (len(label_bars), len(histogram_bars))
+    assert any(b.start < h.stop and h.start < b.stop for b in label_bars for h in histogram_bars), \
+        "the labels chart and the size histograms are not side by side"
     red_flag = (np.abs(pixels - (180, 35, 24)).sum(-1) < 30).sum()
     assert red_flag > 300, "the label-shift flag's red edge is not drawn"
