@@ -31,7 +31,7 @@ from aeops.draw import draw
 from aeops.errors import AeopsError, DecodeError, RecordError
 from aeops.inference import NAMESPACE, ImageRestorationHandler, Restorable
 from aeops.ops import Targets, augment, build
-from aeops.progress import Progress
+from aeops import progress as progress_files
 from aeops.publish import MANIFEST, Publisher
 from aeops.report import Sample, thumbnail, write_report
 from aeops.seeding import variant_entropy
@@ -90,17 +90,26 @@ def dead_counter(dead: Dead):
 
 
 class _ReadFrames(beam.DoFn):
-    """Frames of one shard, read by hand so that damage becomes a dead letter instead of a failed job."""
+    """Frames of one shard, read by hand so that damage becomes a dead letter instead of a failed job.
 
-    def __init__(self, outputs_per_record: int):
+    Progress counts the file's bytes as they are read (compressed bytes for GZIP: the sizes the run's total
+    was summed from), and the whole file once it is done.
+    """
+
+    def __init__(self, outputs_per_record: int, progress: str | None = None):
         self.outputs_per_record = outputs_per_record
+        self.progress = progress
         self.records = count("records_read", "read")
 
     def process(self, readable: fileio.ReadableFile):
         path = readable.metadata.path
+        counted = 0
         with storage.open_read(path) as stream:
             for frame in tfrecord.read_frames(stream, tfrecord.is_gzip(path)):
                 self.records.inc()
+                position = stream.tell()
+                progress_files.add(self.progress, bytes=position - counted, records=1)
+                counted = position
                 if frame.error:
                     dead = Dead(frame.data, path, "read", f"damaged_shard: {frame.error} at byte {frame.offset}",
                                 self.outputs_per_record)
@@ -108,15 +117,20 @@ class _ReadFrames(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(DEAD, dead)
                 else:
                     yield path, frame.data
+        progress_files.add(self.progress, bytes=readable.metadata.size_in_bytes - counted)
+
+    def finish_bundle(self):
+        progress_files.flush(self.progress)
 
 
 class ReadShards(beam.PTransform):
     """TFRecord shards matching ``pattern`` (local or gs://, GZIP by ``.gz``) -> (source file, record bytes)."""
 
-    def __init__(self, pattern: str, outputs_per_record: int):
+    def __init__(self, pattern: str, outputs_per_record: int, progress: str | None = None):
         super().__init__()
         self.pattern = pattern
         self.outputs_per_record = outputs_per_record
+        self.progress = progress
 
     def expand(self, pbegin):
         return (
@@ -124,7 +138,8 @@ class ReadShards(beam.PTransform):
             | "MatchShards" >> fileio.MatchFiles(self.pattern)
             | "SpreadShards" >> beam.Reshuffle()
             | "OpenShards" >> fileio.ReadMatches()
-            | "ReadFrames" >> beam.ParDo(_ReadFrames(self.outputs_per_record)).with_outputs(DEAD, main="records")
+            | "ReadFrames"
+            >> beam.ParDo(_ReadFrames(self.outputs_per_record, self.progress)).with_outputs(DEAD, main="records")
         )
 
 
@@ -254,7 +269,7 @@ class Restore(beam.PTransform):
 
 
 class _EncodeVariant(beam.DoFn):
-    def __init__(self, config: PipelineConfig, model_sha256: str, progress: bool):
+    def __init__(self, config: PipelineConfig, model_sha256: str, progress: str | None):
         self.config = config
         self.model_sha256 = model_sha256
         self.progress = progress
@@ -262,8 +277,8 @@ class _EncodeVariant(beam.DoFn):
         self.restored = count("variants_restored", "infer")
         self.dropped = count("boxes_dropped", "encode")
 
-    def setup(self):
-        self.meter = Progress.shared() if self.progress else None
+    def finish_bundle(self):
+        progress_files.flush(self.progress)
 
     def process(self, element):
         variant, augmented, restored = element
@@ -289,8 +304,7 @@ class _EncodeVariant(beam.DoFn):
         stats = Stats.of(augmented, restored, self.config.inference.pad_multiple)
         if restored is not None:
             self.restored.inc()
-        if self.meter:
-            self.meter.advance(outputs=1)
+        progress_files.add(self.progress, variants=1)
         yield beam.pvalue.TaggedOutput("stats", stats)
         if variant.thumbnail is not None:
             sample = sample_of(variant, augmented, restored, stats, layout.min_box_visibility)
@@ -301,7 +315,7 @@ class _EncodeVariant(beam.DoFn):
 class Encode(beam.PTransform):
     """(Variant, augmented, restored) -> serialized output Example; plus ``stats`` and ``sample`` side outputs."""
 
-    def __init__(self, config: PipelineConfig, model_sha256: str, progress: bool = False):
+    def __init__(self, config: PipelineConfig, model_sha256: str, progress: str | None = None):
         super().__init__()
         self.config = config
         self.model_sha256 = model_sha256
@@ -366,24 +380,29 @@ class WriteShards(beam.PTransform):
 class WriteDeadLetter(beam.PTransform):
     """Every stage's :class:`Dead` rows -> ``dead_letter-00000-of-00001.tfrecord`` (written even when empty)."""
 
-    def __init__(self, directory: str, progress: bool = False):
+    def __init__(self, directory: str, progress: str | None = None):
         super().__init__()
         self.directory = directory
         self.progress = progress
 
     def expand(self, dead_rows):
-        progress = self.progress
-
-        def serialize(dead: Dead) -> bytes:
-            if progress:
-                Progress.shared().advance(dead=1)
-            return dead.serialize()
-
         return (
             dead_rows
-            | "Serialize" >> beam.Map(serialize)
+            | "Serialize" >> beam.ParDo(_SerializeDead(self.progress))
             | "WriteShard" >> WriteShards(self.directory, "dead_letter", 1, gzip=False)
         )
+
+
+class _SerializeDead(beam.DoFn):
+    def __init__(self, progress: str | None):
+        self.progress = progress
+
+    def process(self, dead: Dead):
+        progress_files.add(self.progress, dead=1)
+        yield dead.serialize()
+
+    def finish_bundle(self):
+        progress_files.flush(self.progress)
 
 
 # --- finalize ------------------------------------------------------------------------------------

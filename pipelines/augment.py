@@ -9,9 +9,11 @@ file) and only then moves ``LATEST``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
@@ -22,6 +24,7 @@ from aeops.cli import ArgumentParser
 from aeops.config import PipelineConfig
 from aeops.errors import AeopsError, UsageError
 from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
+from aeops.progress import Meter
 from aeops.publish import MANIFEST, Publisher, PublishRaceError
 
 
@@ -130,16 +133,20 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
             "variants": cfg.augment.outputs_per_record, "started": stages.now(), "aeops_version": __version__,
         }
-        local = runner in ("DirectRunner", "direct", "PrismRunner") and not _multi_process(options)
+        local = not runner.lower().startswith("dataflow")
         started = time.monotonic()
-        pipeline = test_pipeline or beam.Pipeline(options=options)
-        build(pipeline, cfg, pattern, storage.join(root, folder), model_dir, model_hash, context, progress=local)
-        try:
-            result = pipeline.run()
-            if not runner.lower().startswith("dataflow"):
-                result.wait_until_finish()
-        except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
-            raise translate(error) from None
+        with contextlib.ExitStack() as stack:
+            progress_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="aeops-progress-")) if local else None
+            pipeline = test_pipeline or beam.Pipeline(options=options)
+            build(pipeline, cfg, pattern, storage.join(root, folder), model_dir, model_hash, context, progress_dir)
+            if local:
+                stack.enter_context(Meter(progress_dir, sum(item["size"] or 0 for item in inputs)))
+            try:
+                result = pipeline.run()
+                if local:
+                    result.wait_until_finish()
+            except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
+                raise translate(error) from None
         if runner.lower().startswith("dataflow"):
             if dry_run:
                 print(f"augment: dry run: the Dataflow job for {folder} was built, not submitted; {root} is untouched")
@@ -152,10 +159,13 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     return result
 
 
-def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, progress=False):
-    """Wire the stages: read -> augment -> restore -> encode -> write, dead letters, then finalize."""
+def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, progress=None):
+    """Wire the stages: read -> augment -> restore -> encode -> write, dead letters, then finalize.
+
+    ``progress``: the folder the stages' progress files go to (:mod:`aeops.progress`), or None for none.
+    """
     per_record = cfg.augment.outputs_per_record
-    read = pipeline | "ReadShards" >> stages.ReadShards(pattern, per_record)
+    read = pipeline | "ReadShards" >> stages.ReadShards(pattern, per_record, progress)
     augmented = read.records | "Augment" >> stages.Augment(cfg, restore=model_dir is not None)
     restored = augmented.variants | "Restore" >> stages.Restore(cfg, model_dir)
     encoded = restored["restored"] | "Encode" >> stages.Encode(cfg, model_hash, progress)
@@ -176,10 +186,6 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     }
     parts | "Finalize" >> stages.Finalize(context, cfg.report.samples)
     return pipeline
-
-
-def _multi_process(options: PipelineOptions) -> bool:
-    return options.get_all_options().get("direct_running_mode") == "multi_processing"
 
 
 def translate(error: Exception) -> AeopsError:
