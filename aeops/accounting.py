@@ -138,3 +138,10 @@ def publish_gate(manifest: dict, max_dead_fraction: float) -> dict:
         reason = None
     return {"passed": reason is None, "reason": reason, "dead_fraction": fraction,
             "max_dead_fraction": max_dead_fraction}
+
+
+def records_line(manifest: dict) -> str:
+    """The reconciliation as a person reads it, the way a run's summary and ``aeops stats`` print it."""
+    dead = manifest.get("dead_letter") or {}
+    return (f"  records   {manifest.get('records_in')} in x {manifest.get('variants')} variants = "
+            f"{manifest.get('records_out')} written + {dead.get('variants')} in {dead.get('entries')} dead letters")

@@ -1,7 +1,8 @@
 """The ``aeops`` command: one sub-command per job, each implemented by a module's ``run(argv)``.
 
 Errors end as one line on stderr with exit status 2 (usage, config) or 1 (run time); ``--verbose``
-shows the traceback too. Modules are imported only for the command that runs, so ``aeops --help``
+shows the traceback too. Without it, the warnings of Beam and TensorFlow are not shown but kept in a log file
+(:func:`kept_log`), which a run's summary names. Modules are imported only for the command that runs, so ``aeops --help``
 does not pay for TensorFlow.
 """
 
@@ -13,6 +14,9 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
+import time
+import uuid
 from typing import Callable
 
 from aeops import __version__
@@ -24,6 +28,7 @@ COMMANDS = {
     "augment": ("pipelines.augment", "the Beam pipeline: augment, restore, write a versioned dataset"),
     "preview": ("aeops.preview", "a captioned grid of images and their augmented variants"),
     "evaluate": ("aeops.evaluate", "restoration quality of a model against classical baselines"),
+    "stats": ("aeops.stats_command", "what a dataset version holds: labels, sizes, formats, in vs out"),
 }
 
 USAGE = "usage: aeops [--verbose] {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(
@@ -68,11 +73,35 @@ def guarded(run: Callable[[list[str]], int | None], argv: list[str]) -> int:
         return _report_errors(run, argv, verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Beam logs a failing step's traceback at ERROR before re-raising it; the re-raised error becomes
-    # the one line a user sees, so without --verbose that log (and Beam's chatter) stays quiet.
-    logging.getLogger().setLevel(logging.ERROR)
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    # the one line a user sees, so without --verbose that log (and Beam's warnings) go to a file instead.
+    _log_to_file()
     with native_stderr_muted():
         return _report_errors(run, argv, verbose)
+
+
+_log_handler: logging.FileHandler | None = None
+
+
+def _log_to_file() -> None:
+    global _log_handler
+    root = logging.getLogger()
+    if _log_handler is not None:  # a second command in the same process (tests) starts its own file
+        root.removeHandler(_log_handler)
+        _log_handler.close()
+    path = os.path.join(tempfile.gettempdir(), f"aeops-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.log")
+    _log_handler = logging.FileHandler(path, delay=True)  # no file unless something is logged
+    _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(_log_handler)  # with a handler on the root, Python's last-resort handler prints nothing
+    root.setLevel(logging.WARNING)
+
+
+def kept_log() -> str | None:
+    """The file this command's warnings went to instead of the terminal, when there were any."""
+    if _log_handler is None:
+        return None
+    _log_handler.flush()
+    path = _log_handler.baseFilename
+    return path if os.path.exists(path) and os.path.getsize(path) else None
 
 
 def _report_errors(run: Callable[[list[str]], int | None], argv: list[str], verbose: bool) -> int:

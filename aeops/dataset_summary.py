@@ -133,10 +133,10 @@ def _label_lines(before: dict | None, after: dict | None) -> list[str]:
     total_in, total_out = sum(counts_in.values()) or 1, sum(counts_out.values()) or 1
     order = sorted(counts_in.keys() | counts_out.keys(), key=lambda k: (-counts_in.get(k, 0), -counts_out.get(k, 0), k))
     name = (before or after)["feature"]
-    lines = [f"  labels    {name}: {len(order)} values      in            out"]
+    lines = [f"  labels    {name}, {len(order)} values", f"            {'':<20} {'in':>14}  {'out':>14}"]
     for label in order[:SHOWN_LABELS]:
         n_in, n_out = counts_in.get(label, 0), counts_out.get(label, 0)
-        lines.append(f"            {label[:20]:<20} {n_in:>7,} {n_in / total_in:>5.1%}  {n_out:>7,} {n_out / total_out:>5.1%}")
+        lines.append(f"            {label[:20]:<20} {n_in:>7,} {n_in / total_in:>6.1%}  {n_out:>7,} {n_out / total_out:>6.1%}")
     if len(order) > SHOWN_LABELS:
         lines.append(f"            ... {len(order) - SHOWN_LABELS} more (report.html, statistics.pb)")
     return lines

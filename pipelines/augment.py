@@ -20,7 +20,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 
 from aeops import __version__, config, schema, stages, statistics, storage
-from aeops.cli import ArgumentParser
+from aeops.accounting import records_line
+from aeops.cli import ArgumentParser, kept_log
+from aeops.dataset_summary import describe
 from aeops.config import PipelineConfig
 from aeops.errors import AeopsError, UsageError
 from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
@@ -174,10 +176,10 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     )
     dead = (read.dead, augmented.dead, restored[stages.DEAD], encoded.dead) | "AllDeadLetters" >> beam.Flatten()
     dead_files = dead | "WriteDeadLetter" >> stages.WriteDeadLetter(directory, progress)
-    image = schema.IMAGE
+    inputs = read.records | "InputRecords" >> beam.Values()
     described = (
-        read.records | "InputRecords" >> beam.Values() | "InputStatistics" >> statistics.DatasetStatistics(statistics.INPUT, image),
-        encoded.records | "OutputStatistics" >> statistics.DatasetStatistics(statistics.OUTPUT, image),
+        inputs | "InputStatistics" >> statistics.DatasetStatistics(statistics.INPUT, schema.IMAGE),
+        encoded.records | "OutputStatistics" >> statistics.DatasetStatistics(statistics.OUTPUT, schema.IMAGE),
     ) | "BothStatistics" >> beam.Flatten()
     parts = {
         "records": read.records, "damaged": read.dead, "outputs": encoded.records, "dead": dead,
@@ -204,16 +206,17 @@ def translate(error: Exception) -> AeopsError:
     return AeopsError(f"augment: the pipeline failed: {type(error).__name__}: {lines[-1] if lines else ''}")
 
 
-def summary(manifest: dict, root: str, version: str, seconds: float) -> str:
+def summary(manifest: dict, root: str, version: str, seconds: float | None = None) -> str:
+    """What a finished run says: the accounting, rates, the model, dead letters, the dataset, where things are."""
     dead = manifest["dead_letter"]
     metrics = manifest["metrics"]
     directory = storage.join(root, version)
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines = [
-        f"augment: done in {seconds:.1f} s; {root}/LATEST -> {version}",
-        f"  records   {manifest['records_in']} in x {manifest['variants']} variants = "
-        f"{manifest['records_out']} written + {dead['variants']} in {dead['entries']} dead letters",
+        f"augment: done{took}; {root}/LATEST -> {version}",
+        records_line(manifest),
         f"  rate      {metrics['throughput']['records_per_s']:.2f} records/s, "
-        f"{metrics['throughput']['outputs_per_s']:.2f} outputs/s",
+        f"{metrics['throughput']['outputs_per_s']:.2f} variants/s",
     ]
     if metrics.get("psnr"):
         lines.append(
@@ -222,6 +225,10 @@ def summary(manifest: dict, root: str, version: str, seconds: float) -> str:
         )
     for reason, n in sorted(dead["by_reason"].items()):
         lines.append(f"  dead      {reason}: {n}")
+    lines.append(describe(manifest.get("summary")))
+    log = kept_log()
+    if log:
+        lines.append(f"  log       {log} (Beam's and TensorFlow's warnings; --verbose shows them instead)")
     return "\n".join(lines + [locations(directory)])
 
 
@@ -229,6 +236,7 @@ def locations(directory: str) -> str:
     return "\n".join([
         f"  output    {storage.join(directory, 'data-*')}",
         f"  manifest  {storage.join(directory, MANIFEST)}",
+        f"  stats     {storage.join(directory, statistics.STATISTICS)}",
         f"  report    {storage.join(directory, 'report.html')}",
     ])
 

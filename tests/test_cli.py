@@ -1,9 +1,12 @@
 """The command line as a user meets it: subprocesses, exit codes, one line on stderr."""
 
+import logging
 import subprocess
 import sys
 
 import pytest
+
+from aeops import cli
 
 
 def aeops(*args, cwd=None):
@@ -13,7 +16,7 @@ def aeops(*args, cwd=None):
 def test_help_lists_every_command():
     result = aeops("--help")
     assert result.returncode == 0
-    for name in ("ingest", "train", "augment", "preview", "evaluate"):
+    for name in ("ingest", "train", "augment", "preview", "evaluate", "stats"):
         assert name in result.stdout
 
 
@@ -48,3 +51,18 @@ def test_augment_rejects_flags_beam_does_not_know(tmp_path, flag, hint):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and flag.split("=")[0] in lines[0] and hint in lines[0]
+
+
+def test_warnings_not_shown_are_kept_in_a_log_file(capsys):
+    """Without --verbose Beam's warnings stay off the terminal, but not lost: the run's summary names the file."""
+
+    def job(argv):
+        logging.getLogger("apache_beam.io.filesystem").warning("something Beam wants said")
+        print(f"log: {cli.kept_log()}")
+
+    assert cli.guarded(job, []) == 0
+    out, err = capsys.readouterr()
+    path = out.split("log: ", 1)[1].strip()
+    assert "something Beam wants said" in open(path).read() and "something Beam wants said" not in err
+    assert cli.guarded(lambda argv: print(f"log: {cli.kept_log()}"), []) == 0
+    assert capsys.readouterr().out.strip() == "log: None"  # nothing logged, no file named

@@ -10,7 +10,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-from aeops import codec, dataset_summary, schema, storage, tfrecord
+from aeops import cli, codec, dataset_summary, schema, storage, tfrecord
 from aeops.statistics import FeatureStatisticsCombine, with_image_header
 from pipelines import augment
 from tests import shards
@@ -37,7 +37,7 @@ def run(tmp_path_factory):
     proto = statistics_pb2.DatasetFeatureStatisticsList.FromString(
         storage.read_bytes(storage.join(directory, "statistics.pb")))
     manifest = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
-    return {"good": good, "outputs": outputs, "proto": proto, "manifest": manifest, "directory": directory}
+    return {"good": good, "outputs": outputs, "proto": proto, "manifest": manifest, "directory": directory, "root": root}
 
 
 def feature(dataset, name):
@@ -113,3 +113,14 @@ def test_accumulators_merge_to_the_same_statistics_as_one_pass():
     assert one == many and one.num_examples == 12
     label = feature(one, "image/class/label").string_stats
     assert {b.label: b.sample_count for b in label.rank_histogram.buckets} == {"0": 3, "1": 3, "2": 3, "3": 3}
+
+
+def test_stats_command_prints_the_summary_of_latest_or_of_a_version(run, capsys, tmp_path):
+    assert cli.main(["stats", run["root"]]) == 0
+    printed = capsys.readouterr().out
+    assert dataset_summary.describe(run["manifest"]["summary"]) in printed
+    assert "records   7 in x 3 variants" in printed and "label 5 went from 16.7% to 0.0%" in printed
+    assert cli.main(["stats", run["directory"]]) == 0
+    assert capsys.readouterr().out == printed
+    assert cli.main(["stats", str(tmp_path)]) == 2
+    assert "neither a version folder" in capsys.readouterr().err
