@@ -18,8 +18,9 @@ import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
+from apache_beam.runners.runner import PipelineState
 
-from aeops import __version__, config, schema, stages, statistics, storage
+from aeops import __version__, config, dataflow_job, schema, stages, statistics, storage
 from aeops.accounting import records_line
 from aeops.cli import ArgumentParser, kept_log
 from aeops.dataset_summary import describe
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--force", action="store_true", help="run even when this version is already complete")
     parser.add_argument("--keep", type=int, default=0, metavar="N", help="then delete all but the N newest versions")
+    parser.add_argument("--wait", action="store_true",
+                        help="on Dataflow: follow the job until it ends, then print the run's summary")
     return parser.parse_known_args(argv)
 
 
@@ -123,8 +126,9 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             print(locations(storage.join(root, complete)))
             return None
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        local = not runner.lower().startswith("dataflow")  # else no driver process waits for the job
         # Dataflow's --dry_run builds the job and submits nothing: leave ROOT as it is (no prepare).
-        dry_run = runner.lower().startswith("dataflow") and options.view_as(TestOptions).dry_run
+        dry_run = not local and options.view_as(TestOptions).dry_run
         if dry_run:
             folder, token = publisher.next_folder(version), latest.token
         else:
@@ -135,7 +139,6 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
             "model": {"path": model_dir, "sha256": model_hash} if model_dir else None,
             "variants": cfg.augment.outputs_per_record, "started": stages.now(), "aeops_version": __version__,
         }
-        local = not runner.lower().startswith("dataflow")
         started = time.monotonic()
         with contextlib.ExitStack() as stack:
             progress_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="aeops-progress-")) if local else None
@@ -149,13 +152,19 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
                     result.wait_until_finish()
             except Exception as error:  # noqa: BLE001 - Beam wraps what failed inside; show its last line
                 raise translate(error) from None
-        if runner.lower().startswith("dataflow"):
+        if not local:
             if dry_run:
-                print(f"augment: dry run: the Dataflow job for {folder} was built, not submitted; {root} is untouched")
-            else:
-                print(f"augment: submitted to Dataflow; {folder} is published to {root}/LATEST when the job finishes "
-                      "and passes the publish gates")
-            return result
+                print(dataflow_job.dry_run_text(result.job.proto.name, folder, root, options))
+                return result
+            print(f"augment: submitted to Dataflow; {folder} is published to {root}/LATEST when the job finishes "
+                  "and passes the publish gates")
+            print(dataflow_job.follow(result.job_id(), options))
+            if not args.wait:
+                return result
+            state = dataflow_job.wait(result)
+            if state != PipelineState.DONE:
+                raise AeopsError(f"augment: Dataflow job {result.job_id()} ended {state}: its console link above "
+                                 "shows why; LATEST is unchanged")
     print(summary(json.loads(storage.read_bytes(storage.join(root, folder, MANIFEST))), root, folder,
                   time.monotonic() - started))
     return result

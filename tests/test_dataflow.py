@@ -77,6 +77,12 @@ def check_common(bucket: str, job, capsys) -> dict:
     the staged sdist's bytes."""
     out = capsys.readouterr().out
     assert "dry run" in out and "submitted to Dataflow" not in out
+    # The job's name, and how a real job is followed: its console page and the gcloud commands.
+    assert f"the Dataflow job {job.proto.name} for v-" in out and job.proto.name.startswith("beamapp-")
+    assert "https://console.cloud.google.com/dataflow/jobs/us-central1/JOB_ID?project=test-project" in out
+    for verb in ("describe", "cancel"):
+        assert f"gcloud dataflow jobs {verb} JOB_ID --region=us-central1 --project=test-project" in out
+    assert "--wait" in out
     assert objects(bucket, "out/") == {}, "a dry run leaves the output root alone"
 
     # The graph Dataflow runs has our stages, under their labels.
