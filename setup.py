@@ -7,11 +7,17 @@ from setuptools import find_packages, setup
 
 VERSION = re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("aeops").joinpath("__init__.py").read_text())[1]
 
-# Every pin here is imported by the code; the three platform pins are the ones the project is verified on.
+# Every pin here is imported by the code (tests/test_packaging.py checks it both ways), except tensorboard, which
+# tf.summary imports to write the training curves; the three platform pins are the ones the project is verified on.
+# tfx-bsl decodes Examples to Arrow and sketches them, tensorflow-metadata is the statistics.pb format.
 INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
     "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tensorboard==2.21.0",
     "tfx-bsl==1.21.0",
+    "tensorflow-metadata==1.21.0",
+    "pyarrow==25.0.1",
     "google-cloud-storage==3.17.1",
     "google-crc32c==1.9.0",
     "numpy==2.4.6",

@@ -86,7 +86,7 @@ class Meter:
         self.folder, self.total = folder, max(total_bytes, 1)
         self.unit, self.scale = next((unit, scale) for unit, scale in _UNITS if self.total >= scale or scale == 1)
         self.stream = stream or sys.stderr
-        self.live = _is_terminal(self.stream)
+        self.live = is_terminal(self.stream)
         self.every = every if every is not None else (0.5 if self.live else 15.0)
         self.started = time.monotonic()
         self.done = threading.Event()
@@ -123,8 +123,8 @@ class Meter:
                    f"{counts['records']:,} records in, "
                    f"{counts['variants']:,} variants written, {counts['dead']:,} dead letters")
         if final:
-            return f"augment: {share:.0%} of the input read in {_clock(elapsed)}: {figures}"
-        eta = _clock((self.total - counts["bytes"]) / rate) if rate > 0 else "--:--"
+            return f"augment: {share:.0%} of the input read in {clock(elapsed)}: {figures}"
+        eta = clock((self.total - counts["bytes"]) / rate) if rate > 0 else "--:--"
         pace = f"{self._size(rate)} {self.unit}/s, ETA {eta}"
         if self.live:
             filled = round(share * BAR)
@@ -152,14 +152,14 @@ class Meter:
         self.stream.flush()
 
 
-def _is_terminal(stream) -> bool:
+def is_terminal(stream) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

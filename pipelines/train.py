@@ -7,6 +7,7 @@ This module only reads options and wires the steps; they live in :mod:`aeops.mod
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 
@@ -53,7 +54,10 @@ def run(argv: list[str] | None = None) -> int:
         progress = training.fit(network, train, validation, config, config.model_dir)
     metadata = training.metadata(config, shards, progress, device)
     digest = export(network, config.model.model_dump(), config.model_dir, metadata)
-    print(f"train: exported {config.model_dir} (sha256 {digest[:12]})", flush=True)
+    print(f"train: stopped after {progress['epochs_done']} epochs, {progress['steps_done']} steps, "
+          f"{progress['train_seconds'] / 60:.1f} min: {progress['stopped']}; exported {config.model_dir} "
+          f"(sha256 {digest[:12]}); curves: tensorboard --logdir {os.path.join(config.model_dir, training.LOGS)}",
+          flush=True)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib.metadata
 import importlib.util
 import re
 import shutil
@@ -39,6 +40,38 @@ def instructions() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+USED_WITHOUT_IMPORT = {"tensorboard"}  # tf.summary imports it to write the training curves (setup.py says so)
+OPTIONAL_IMPORTS = {"bm3d"}  # used when installed, never a dependency (aeops/evaluate.py: non-commercial licence)
+
+
+def third_party_imports() -> set[str]:
+    """Top-level module names the library imports (aeops/, pipelines/), standard library and our own left out."""
+    names = set()
+    for path in [*REPO.glob("aeops/**/*.py"), *REPO.glob("pipelines/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    ours = {"aeops", "pipelines", "__future__"}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ours | OPTIONAL_IMPORTS}
+
+
+def test_every_pin_is_imported_and_every_import_is_pinned():
+    """setup.py's promise: a pin that nothing imports goes; a library imported but not pinned is pinned."""
+    pins = setup_pins()
+    distributions = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        distributions[module] = {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
+    imported = set()
+    for module in third_party_imports():
+        owners = distributions.get(module, set())
+        assert owners & pins.keys(), f"the code imports {module} ({', '.join(sorted(owners)) or '?'}): pin it in setup.py"
+        imported |= owners & pins.keys()
+    unused = set(pins) - imported - USED_WITHOUT_IMPORT
+    assert not unused, f"pinned in setup.py but imported nowhere: {sorted(unused)}"
 
 
 def test_hadolint_passes():

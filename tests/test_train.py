@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +89,9 @@ def test_a_second_run_resumes_from_the_checkpoint(tiny_model_dir, tmp_path, caps
 def test_time_budget_stops_cleanly_and_exports(tmp_path, capsys):
     model_dir = tmp_path / "model"
     assert train.run(tiny_args(model_dir, epochs=50, steps_per_epoch=1000, max_minutes=0.001)) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("train: stopped after 1 epochs") and "the time budget of 0.001 min ran out in epoch 1/50" in last
+    assert f"exported {model_dir}" in last
     meta = json.loads((model_dir / "aeops_model.json").read_text())
     assert meta["training"]["epochs_done"] == 1 and meta["training"]["steps_done"] < 1000
     assert tf.saved_model.load(str(model_dir)).signatures["serving_default"] is not None
@@ -136,3 +146,54 @@ def test_trains_on_a_tfds_dataset_by_its_schema(tmp_path, capsys):
     assert (tmp_path / "model" / "saved_model.pb").exists()
     with pytest.raises(Exception, match="image/encoded"):  # the default schema looks for another feature
         train.run([*tiny_args(tmp_path / "other", epochs=1, validation_fraction=0), *data])
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_each_step_with_loss_and_eta_and_a_final_line_saying_why(tmp_path, monkeypatch):
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    model_dir = tmp_path / "model"
+    assert train.run(tiny_args(model_dir, steps_per_epoch=40)) == 0
+    text = screen.getvalue()
+    steps = [part for part in text.split("\r") if part.startswith("epoch 2/2 [")]
+    assert steps, text[-2000:]
+    assert all(re.match(r"epoch 2/2 \[[#.]{20}\] \d+/40  loss \d+\.\d{5}  ETA \d+:\d\d", step) for step in steps)
+    assert re.search(r"epoch 1/2  loss [\d.]+  psnr [\d.]+ dB  val_psnr [\d.]+ dB", text)  # the epoch lines stay
+    last = text.strip().splitlines()[-1]
+    assert re.fullmatch(rf"train: stopped after 2 epochs, 80 steps, [\d.]+ min: all 2 epochs done; exported "
+                        rf"{re.escape(str(model_dir))} \(sha256 [0-9a-f]{{12}}\); curves: tensorboard --logdir "
+                        rf"{re.escape(str(model_dir / 'logs'))}", last), last
+
+
+def test_not_a_terminal_gets_one_line_per_epoch(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    assert train.run(tiny_args(tmp_path / "model")) == 0
+    out = capsys.readouterr().out
+    assert "\r" not in out and "ETA" not in out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("epoch ")] == ["1/2", "2/2"]
+
+
+def test_tensorboard_curves_are_written_under_the_model_dir(tiny_model_dir):  # noqa: F811
+    events = sorted((Path(tiny_model_dir) / "logs").rglob("events.out.tfevents.*"))
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+    assert {"epoch_loss", "epoch_psnr"} <= tags, tags
+
+
+def test_ctrl_c_stops_at_the_step_saves_and_exports(tmp_path):
+    model_dir = tmp_path / "model"
+    args = tiny_args(model_dir, epochs=50, steps_per_epoch=100000, max_minutes=10)
+    process = subprocess.Popen([sys.executable, "-m", "aeops", "train", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    header = process.stdout.readline()  # printed once the network is built, just before fit()
+    assert header.startswith("train: "), header + process.stderr.read()
+    time.sleep(3)  # some steps of epoch 1
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    last = out.strip().splitlines()[-1]
+    assert "train: stopped after 1 epochs" in last and "interrupted (Ctrl-C) in epoch 1/50" in last, out
+    assert tf.saved_model.load(str(model_dir)).signatures["serving_default"] is not None

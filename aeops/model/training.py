@@ -4,14 +4,20 @@ resume and a time budget, and the metadata the export records.
 Checkpoints go to ``MODEL_DIR/checkpoints`` after every epoch (weights, optimizer state, epoch, and the
 training time spent so far); running the same command again resumes from there. ``max_minutes`` bounds
 the training time of the whole run, resumes included: when it is spent the job ends the step it is in,
-saves and exports, so a scheduler can give it a fixed slot and still get a model.
+saves and exports, so a scheduler can give it a fixed slot and still get a model. A first Ctrl-C does the
+same (a second one aborts). Loss and PSNR curves go to ``MODEL_DIR/logs`` for TensorBoard.
+
+On a terminal a live line shows the step, the loss and the ETA; otherwise (logs, CI) one line per epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -23,9 +29,11 @@ from aeops import __version__
 from aeops.config import TrainConfig
 from aeops.model import data, losses
 from aeops.model.architecture import build_autoencoder
+from aeops.progress import clock, is_terminal
 
 CHECKPOINTS = "checkpoints"
 PROGRESS = "progress.json"
+LOGS = "logs"  # TensorBoard
 
 
 def set_up_device(config: TrainConfig) -> str:
@@ -49,7 +57,8 @@ def build(config: TrainConfig) -> keras.Model:
 
 
 def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir: str) -> dict[str, Any]:
-    """Train until ``epochs`` or the time budget; returns the progress record (epochs, time, history)."""
+    """Train until ``epochs``, the time budget or a Ctrl-C; returns the progress record (epochs, time, history)
+    and, under ``stopped``, why training stopped, in words."""
     checkpoints = os.path.join(model_dir, CHECKPOINTS)
     os.makedirs(checkpoints, exist_ok=True)
     progress = Progress(os.path.join(checkpoints, PROGRESS), config)
@@ -59,28 +68,59 @@ def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir:
         network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state too
         network.load_weights(os.path.join(checkpoints, "latest.weights.h5"))
         network.optimizer.finalize_variable_values(network.trainable_variables)  # the average, as fit() ends
-        print(f"train: time budget of {config.max_minutes:g} min already spent; exporting", flush=True)
-        return progress.state
-    callbacks = [backup, CosineSchedule(progress, config), progress]
+        return progress.state | {"stopped": f"the time budget of {config.max_minutes:g} min was already spent"}
+    board = keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS), update_freq="epoch", write_graph=False)
+    callbacks = [backup, CosineSchedule(progress, config), progress, board]
     if config.ema_momentum is not None:
         callbacks.insert(0, keras.callbacks.SwapEMAWeights())  # validation scores the averaged weights
-    network.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
-                callbacks=callbacks, verbose=0, shuffle=False)
-    return progress.state
+    with progress.stop_on_interrupt():
+        network.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
+                    callbacks=callbacks, verbose=0, shuffle=False)
+    return progress.state | {"stopped": progress.why_stopped()}
 
 
 class Progress(keras.callbacks.Callback):
-    """Per-epoch progress lines, the time budget, and a record of both that survives a resume."""
+    """Progress lines, the time budget, Ctrl-C, and a record of the epochs that survives a resume."""
 
-    def __init__(self, path: str, config: TrainConfig):
+    BAR = 20
+
+    def __init__(self, path: str, config: TrainConfig, stream=None):
         super().__init__()
         self.path, self.config = path, config
         self.state = {"epochs_done": 0, "steps_done": 0, "train_seconds": 0.0, "history": []}
         if os.path.exists(path):
-            with open(path) as stream:
-                self.state = json.load(stream)
+            with open(path) as handle:
+                self.state = json.load(handle)
         self.started, self.steps = time.monotonic(), 0
         self.spent_before = self.state["train_seconds"]
+        self.stream = stream or sys.stdout
+        self.live = is_terminal(self.stream)
+        self.steps_this_run, self.shown = 0, 0.0
+        self.out_of_time = self.interrupted = False
+
+    def why_stopped(self) -> str:
+        epoch = f"epoch {self.state['epochs_done']}/{self.config.epochs}"
+        if self.interrupted:
+            return f"interrupted (Ctrl-C) in {epoch}"
+        if self.out_of_time:
+            return f"the time budget of {self.config.max_minutes:g} min ran out in {epoch}"
+        return f"all {self.config.epochs} epochs done"
+
+    @contextlib.contextmanager
+    def stop_on_interrupt(self):
+        """A first Ctrl-C ends the step in progress, then saves and exports like the time budget; a second aborts."""
+
+        def interrupt(signum, frame):
+            self.interrupted = True
+            if self.model is not None:
+                self.model.stop_training = True
+            signal.signal(signal.SIGINT, previous)
+
+        previous = signal.signal(signal.SIGINT, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def elapsed_s(self) -> float:
         return self.spent_before + time.monotonic() - self.started
@@ -98,8 +138,28 @@ class Progress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
+        self.steps_this_run += 1
         if self.remaining_s() <= 0:
+            self.out_of_time = True
             self.model.stop_training = True
+        if self.live and time.monotonic() - self.shown >= 0.2:
+            self.shown = time.monotonic()
+            self._write(self.step_line(float((logs or {}).get("loss", float("nan")))))
+
+    def step_line(self, loss: float) -> str:
+        """``epoch 2/5 [######......] 14/50  loss 0.01234  ETA 1:10``: the ETA of the whole run, whichever of the
+        steps left and the time budget ends it first."""
+        per_epoch, epoch = self.config.steps_per_epoch, self.state["epochs_done"] + 1
+        left = (self.config.epochs - epoch) * per_epoch + per_epoch - self.steps
+        step_s = (time.monotonic() - self.started) / max(self.steps_this_run, 1)
+        eta = max(min(left * step_s, self.remaining_s()), 0)
+        filled = round(self.BAR * self.steps / per_epoch)
+        return (f"\repoch {epoch}/{self.config.epochs} [{'#' * filled}{'.' * (self.BAR - filled)}] "
+                f"{self.steps}/{per_epoch}  loss {loss:.5f}  ETA {clock(eta)}\033[K")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -113,9 +173,10 @@ class Progress(keras.callbacks.Callback):
             json.dump(self.state, stream)
         os.replace(tmp, self.path)
         val = f"  val_psnr {logs['val_psnr']:.2f} dB" if "val_psnr" in logs else ""
-        print(f"epoch {epoch + 1}/{self.config.epochs}  loss {logs.get('loss', float('nan')):.5f}  "
-              f"psnr {logs.get('psnr', float('nan')):.2f} dB{val}  {row['seconds']:.0f} s  "
-              f"[{self.elapsed_s() / 60:.1f}/{self.config.max_minutes:g} min]", flush=True)
+        self._write(("\r\033[K" if self.live else "")
+                    + f"epoch {epoch + 1}/{self.config.epochs}  loss {logs.get('loss', float('nan')):.5f}  "
+                    f"psnr {logs.get('psnr', float('nan')):.2f} dB{val}  {row['seconds']:.0f} s  "
+                    f"[{self.elapsed_s() / 60:.1f}/{self.config.max_minutes:g} min]\n")
 
 
 class CosineSchedule(keras.callbacks.Callback):
