@@ -125,7 +125,7 @@ class Meter:
         if final:
             return f"augment: {share:.0%} of the input read in {clock(elapsed)}: {figures}"
         eta = clock((self.total - counts["bytes"]) / rate) if rate > 0 else "--:--"
-        pace = f"{self._size(rate)} {self.unit}/s, ETA {eta}"
+        pace = f"{counts['records'] / elapsed:.2f} records/s, ETA {eta}"  # the rate the run's summary gives
         if self.live:
             filled = round(share * BAR)
             return f"\r[{'#' * filled}{'.' * (BAR - filled)}] {share:4.0%} {figures}; {pace}\033[K"
