@@ -12,6 +12,7 @@ Besides the records' own features, three are derived from the image bytes' heade
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 
@@ -39,7 +40,7 @@ CATEGORY_BUCKETS = 1024  # Misra-Gries counters: counts are exact while a featur
 UNIQUE_SKETCH = 1024  # KMV sketch size: unique counts exact below it, ~3% error above
 QUANTILES = 100  # quantile points kept for the median and the equal-width histogram
 HISTOGRAM_BUCKETS = 10
-QUANTILE_EPS = 0.001
+QUANTILE_EPS = 0.01  # TFDV's default: a quantile is off by at most 1% of the ranks; a sketch stays ~200 KB
 LARGE_BYTES = 1024  # longer byte values (images, masks) are not top values: one placeholder counts them
 LARGE_PLACEHOLDER = "__LARGE_BYTES__"
 _MAX_ELEMENTS = 1 << 32
@@ -122,7 +123,7 @@ class FeatureAccumulator:
     values: int = 0
     min_values: int = 0
     max_values: int = 0
-    value_counts: sketches.QuantilesSketch = field(default_factory=lambda: _quantiles())
+    value_counts: collections.Counter = field(default_factory=collections.Counter)  # values per example -> examples
     total: float = 0.0
     squares: float = 0.0
     minimum: float = math.inf
@@ -152,7 +153,7 @@ class FeatureAccumulator:
         low, high = pc.min_max(counts).values()
         self.min_values = low.as_py() if self.present == len(present) else min(self.min_values, low.as_py())
         self.max_values = max(self.max_values, high.as_py())
-        self.value_counts.AddValues(counts)
+        self.value_counts.update(counts.to_numpy(zero_copy_only=False).tolist())
         if not len(values):
             return
         if self.numeric:
@@ -187,7 +188,8 @@ class FeatureAccumulator:
         self.zeros += other.zeros
         self.length_total += other.length_total
         self.length_min, self.length_max = min(self.length_min, other.length_min), max(self.length_max, other.length_max)
-        for sketch in ("value_counts", "quantiles", "top", "unique"):
+        self.value_counts.update(other.value_counts)
+        for sketch in ("quantiles", "top", "unique"):
             getattr(self, sketch).Merge(getattr(other, sketch))
 
 
@@ -279,7 +281,7 @@ def _feature(name: str, part: FeatureAccumulator, examples: int) -> statistics_p
         tot_num_values=part.values,
     )
     if part.present:
-        common.num_values_histogram.CopyFrom(_quantiles_histogram(part.value_counts, part.present))
+        common.num_values_histogram.CopyFrom(_counts_histogram(part.value_counts))
     large = part.kind == "bytes" and part.values and part.length_total / part.values > LARGE_BYTES
     if large:  # images, masks: sizes, not values
         feature.type = statistics_pb2.FeatureNameStatistics.BYTES
@@ -322,6 +324,27 @@ def _quantiles_histogram(sketch: sketches.QuantilesSketch, count: int) -> statis
     histogram = statistics_pb2.Histogram(type=statistics_pb2.Histogram.QUANTILES)
     for low, high in zip(points, points[1:]):
         histogram.buckets.add(low_value=low, high_value=high, sample_count=count / HISTOGRAM_BUCKETS)
+    return histogram
+
+
+def _counts_histogram(counts: collections.Counter) -> statistics_pb2.Histogram:
+    """The exact QUANTILES histogram of small integers kept as counts (values per example): bucket ``i`` spans the
+    values from the ``i``-th to the ``i+1``-th tenth of the examples in order."""
+    ordered, total = sorted(counts.items()), sum(counts.values())
+
+    def value_at(rank: int) -> int:
+        seen = 0
+        for value, n in ordered:
+            seen += n
+            if rank < seen:
+                return value
+        return ordered[-1][0]
+
+    histogram = statistics_pb2.Histogram(type=statistics_pb2.Histogram.QUANTILES)
+    for bucket in range(HISTOGRAM_BUCKETS):
+        low = value_at(bucket * total // HISTOGRAM_BUCKETS)
+        high = value_at(min((bucket + 1) * total // HISTOGRAM_BUCKETS, total - 1))
+        histogram.buckets.add(low_value=low, high_value=high, sample_count=total / HISTOGRAM_BUCKETS)
     return histogram
 
 
