@@ -1,9 +1,9 @@
 """The ``aeops`` command: one sub-command per job, each implemented by a module's ``run(argv)``.
 
 Errors end as one line on stderr with exit status 2 (usage, config) or 1 (run time); ``--verbose``
-shows the traceback too. Without it, the warnings of Beam and TensorFlow are not shown but kept in a log file
-(:func:`kept_log`), which a run's summary names. Modules are imported only for the command that runs, so ``aeops --help``
-does not pay for TensorFlow.
+shows the traceback too. Without it, the warnings of Beam and TensorFlow are not shown but kept in a log
+file (:func:`kept_log`), which a run's summary names. Modules are imported only for the command that runs,
+so ``aeops --help`` does not pay for TensorFlow.
 """
 
 from __future__ import annotations

@@ -146,8 +146,9 @@ class EncodeConfig(Strict):
 class ReportConfig(Strict):
     samples: int = Field(12, ge=0, le=200, description="records shown in the report and contact sheet")
     label_shift_warning: float = Field(
-        0.05, ge=0, le=1, description="flag a run whose label shares moved more than this between input and output "
-        "(total variation distance, 0-1: the share of the labels' mass the dead letter moved); see aeops/dataset_summary.py",
+        0.05, ge=0, le=1, description="flag a run whose label shares moved more than this between input and "
+        "output (total variation distance, 0-1: the share of the labels' mass the dead letter moved); "
+        "see aeops/dataset_summary.py",
     )
 
 

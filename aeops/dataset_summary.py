@@ -59,7 +59,9 @@ def _labels(features: dict, examples: int) -> dict | None:
 
 
 def _numeric(feature) -> dict | None:
-    if feature is None or feature.WhichOneof("stats") != "num_stats" or not feature.num_stats.common_stats.tot_num_values:
+    if feature is None or feature.WhichOneof("stats") != "num_stats":
+        return None
+    if not feature.num_stats.common_stats.tot_num_values:
         return None
     stats = feature.num_stats
     standard = [h for h in stats.histograms if h.type == statistics_pb2.Histogram.STANDARD]
@@ -87,6 +89,16 @@ def _shares(labels: dict | None) -> dict[str, float]:
     return {label: n / total for label, n in counts.items()} if total else {}
 
 
+def label_rows(before: dict | None, after: dict | None) -> list[tuple[str, int, float, int, float]]:
+    """(label, input count, input share, output count, output share), most frequent in the input first."""
+    counts_in = before.get("counts") or {} if isinstance(before, dict) else {}
+    counts_out = after.get("counts") or {} if isinstance(after, dict) else {}
+    total_in, total_out = sum(counts_in.values()) or 1, sum(counts_out.values()) or 1
+    order = sorted(counts_in.keys() | counts_out.keys(), key=lambda k: (-counts_in.get(k, 0), -counts_out.get(k, 0), k))
+    return [(label, counts_in.get(label, 0), counts_in.get(label, 0) / total_in,
+             counts_out.get(label, 0), counts_out.get(label, 0) / total_out) for label in order]
+
+
 def label_shift(input_summary: dict | None, output_summary: dict | None, warning: float) -> dict | None:
     """Total variation distance between the input's and the output's label shares, and the label that moved most."""
     before, after = _shares((input_summary or {}).get("labels")), _shares((output_summary or {}).get("labels"))
@@ -95,10 +107,8 @@ def label_shift(input_summary: dict | None, output_summary: dict | None, warning
     changes = {label: after.get(label, 0.0) - before.get(label, 0.0) for label in before.keys() | after.keys()}
     distance = sum(abs(change) for change in changes.values()) / 2
     label = max(changes, key=lambda name: (abs(changes[name]), name))
-    return {
-        "distance": round(distance, 6), "warning": warning, "skewed": distance > warning,
-        "largest": {"label": label, "input": round(before.get(label, 0.0), 6), "output": round(after.get(label, 0.0), 6)},
-    }
+    largest = {"label": label, "input": round(before.get(label, 0.0), 6), "output": round(after.get(label, 0.0), 6)}
+    return {"distance": round(distance, 6), "warning": warning, "skewed": distance > warning, "largest": largest}
 
 
 # ---------------------------------------------------------------------------------------------- the terminal
@@ -122,23 +132,21 @@ def describe(summary: dict | None) -> str:
         largest = shift["largest"]
         verdict = (f"SKEWED by the dead letter: label {largest['label']} went from {largest['input']:.1%} to "
                    f"{largest['output']:.1%}" if shift["skewed"] else "ok")
-        lines.append(f"  shift     {shift['distance']:.3f} (total variation; flagged above {shift['warning']:g}): {verdict}")
+        lines.append(f"  shift     {shift['distance']:.3f} (total variation; flagged above {shift['warning']:g}): "
+                     + verdict)
     return "\n".join(lines)
 
 
 def _label_lines(before: dict | None, after: dict | None) -> list[str]:
     if not before and not after:
         return ["  labels    none (no image/class/label or label feature)"]
-    counts_in, counts_out = (before or {}).get("counts", {}), (after or {}).get("counts", {})
-    total_in, total_out = sum(counts_in.values()) or 1, sum(counts_out.values()) or 1
-    order = sorted(counts_in.keys() | counts_out.keys(), key=lambda k: (-counts_in.get(k, 0), -counts_out.get(k, 0), k))
-    name = (before or after)["feature"]
-    lines = [f"  labels    {name}, {len(order)} values", f"            {'':<20} {'in':>14}  {'out':>14}"]
-    for label in order[:SHOWN_LABELS]:
-        n_in, n_out = counts_in.get(label, 0), counts_out.get(label, 0)
-        lines.append(f"            {label[:20]:<20} {n_in:>7,} {n_in / total_in:>6.1%}  {n_out:>7,} {n_out / total_out:>6.1%}")
-    if len(order) > SHOWN_LABELS:
-        lines.append(f"            ... {len(order) - SHOWN_LABELS} more (report.html, statistics.pb)")
+    rows = label_rows(before, after)
+    lines = [f"  labels    {(before or after)['feature']}, {len(rows)} values",
+             f"            {'':<20} {'in':>14}  {'out':>14}"]
+    for label, n_in, share_in, n_out, share_out in rows[:SHOWN_LABELS]:
+        lines.append(f"            {label[:20]:<20} {n_in:>7,} {share_in:>6.1%}  {n_out:>7,} {share_out:>6.1%}")
+    if len(rows) > SHOWN_LABELS:
+        lines.append(f"            ... {len(rows) - SHOWN_LABELS} more (report.html, statistics.pb)")
     return lines
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from aeops import codec, storage
+from aeops.dataset_summary import label_rows
 
 TILE = 256  # side of a contact-sheet tile, and of the pipeline's thumbnails
 GAP = 8
@@ -379,26 +380,23 @@ LABELS_SHOWN = 20
 
 def _label_chart(before, after) -> str:
     """Per label, the input's share above the output's: equal bars mean the run kept the distribution."""
-    counts_in = before.get("counts") or {} if isinstance(before, dict) else {}
-    counts_out = after.get("counts") or {} if isinstance(after, dict) else {}
-    if not counts_in and not counts_out:
+    rows = label_rows(before, after)
+    if not rows:
         return "<h3>Labels</h3><p class=sub>No label feature in these records.</p>"
-    total_in, total_out = sum(counts_in.values()) or 1, sum(counts_out.values()) or 1
-    labels = sorted(counts_in.keys() | counts_out.keys(), key=lambda k: (-counts_in.get(k, 0), -counts_out.get(k, 0), k))
-    top = max([counts_in.get(k, 0) / total_in for k in labels] + [counts_out.get(k, 0) / total_out for k in labels]) or 1
-    rows = "".join(
+    top = max(max(share_in, share_out) for _, _, share_in, _, share_out in rows) or 1
+    bars = "".join(
         f"<tr><td><code>{_e(label)}</code></td><td style=\"width:60%\">"
-        f'<div class="bar in" style="width:{100 * counts_in.get(label, 0) / total_in / top:.1f}%"></div>'
-        f'<div class="bar out" style="width:{100 * counts_out.get(label, 0) / total_out / top:.1f}%"></div></td>'
-        f"<td class=n>{_num(counts_in.get(label, 0))} · {_share(counts_in.get(label, 0) / total_in)}<br>"
-        f"{_num(counts_out.get(label, 0))} · {_share(counts_out.get(label, 0) / total_out)}</td></tr>"
-        for label in labels[:LABELS_SHOWN]
+        f'<div class="bar in" style="width:{100 * share_in / top:.1f}%"></div>'
+        f'<div class="bar out" style="width:{100 * share_out / top:.1f}%"></div></td>'
+        f"<td class=n>{_num(n_in)} · {_share(share_in)}<br>{_num(n_out)} · {_share(share_out)}</td></tr>"
+        for label, n_in, share_in, n_out, share_out in rows[:LABELS_SHOWN]
     )
-    more = f"<p class=sub>… {len(labels) - LABELS_SHOWN} more labels in statistics.pb</p>" if len(labels) > LABELS_SHOWN else ""
+    hidden = len(rows) - LABELS_SHOWN
+    more = f"<p class=sub>… {hidden} more labels in statistics.pb</p>" if hidden > 0 else ""
     name = (before if isinstance(before, dict) and before else after).get("feature", "label")
     return (
         f"<h3>Labels (<code>{_e(name)}</code>)<span class=key-in></span>input<span class=key-out></span>output</h3>"
-        f"<table class=labels>{rows}</table>{more}"
+        f"<table class=labels>{bars}</table>{more}"
     )
 
 

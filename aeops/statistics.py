@@ -121,8 +121,6 @@ class FeatureAccumulator:
     categorical: bool
     present: int = 0
     values: int = 0
-    min_values: int = 0
-    max_values: int = 0
     value_counts: collections.Counter = field(default_factory=collections.Counter)  # values per example -> examples
     total: float = 0.0
     squares: float = 0.0
@@ -150,13 +148,10 @@ class FeatureAccumulator:
         values = pc.list_flatten(present)
         self.present += len(present)
         self.values += len(values)
-        low, high = pc.min_max(counts).values()
-        self.min_values = low.as_py() if self.present == len(present) else min(self.min_values, low.as_py())
-        self.max_values = max(self.max_values, high.as_py())
         self.value_counts.update(counts.to_numpy(zero_copy_only=False).tolist())
         if not len(values):
             return
-        if self.numeric:
+        if self.numeric and not self.categorical:
             as_float = pc.cast(values, pa.float64())
             low, high = pc.min_max(as_float).values()
             self.minimum, self.maximum = min(self.minimum, low.as_py()), max(self.maximum, high.as_py())
@@ -177,17 +172,15 @@ class FeatureAccumulator:
     def merge(self, other: "FeatureAccumulator") -> None:
         if other.kind != self.kind:  # the first type seen wins; tfx-bsl already refuses a mix within a batch
             return
-        if other.present:
-            self.min_values = other.min_values if not self.present else min(self.min_values, other.min_values)
         self.present += other.present
         self.values += other.values
-        self.max_values = max(self.max_values, other.max_values)
         self.total += other.total
         self.squares += other.squares
         self.minimum, self.maximum = min(self.minimum, other.minimum), max(self.maximum, other.maximum)
         self.zeros += other.zeros
         self.length_total += other.length_total
-        self.length_min, self.length_max = min(self.length_min, other.length_min), max(self.length_max, other.length_max)
+        self.length_min = min(self.length_min, other.length_min)
+        self.length_max = max(self.length_max, other.length_max)
         self.value_counts.update(other.value_counts)
         for sketch in ("quantiles", "top", "unique"):
             getattr(self, sketch).Merge(getattr(other, sketch))
@@ -273,12 +266,12 @@ _TYPES = {"int": statistics_pb2.FeatureNameStatistics.INT, "float": statistics_p
 
 def _feature(name: str, part: FeatureAccumulator, examples: int) -> statistics_pb2.FeatureNameStatistics:
     feature = statistics_pb2.FeatureNameStatistics(path=path_pb2.Path(step=[name]))
-    if name.startswith("aeops/image_"):
+    if name in (DERIVED_HEIGHT, DERIVED_WIDTH, DERIVED_FORMAT):
         feature.validation_derived_source.deriver_name = DERIVER
     common = statistics_pb2.CommonStatistics(
-        num_non_missing=part.present, num_missing=examples - part.present, min_num_values=part.min_values,
-        max_num_values=part.max_values, avg_num_values=part.values / part.present if part.present else 0.0,
-        tot_num_values=part.values,
+        num_non_missing=part.present, num_missing=examples - part.present, tot_num_values=part.values,
+        min_num_values=min(part.value_counts, default=0), max_num_values=max(part.value_counts, default=0),
+        avg_num_values=part.values / part.present if part.present else 0.0,
     )
     if part.present:
         common.num_values_histogram.CopyFrom(_counts_histogram(part.value_counts))
@@ -386,4 +379,5 @@ def write(directory: str, datasets) -> str:
 
 
 def read(directory: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    return statistics_pb2.DatasetFeatureStatisticsList.FromString(storage.read_bytes(storage.join(directory, STATISTICS)))
+    data = storage.read_bytes(storage.join(directory, STATISTICS))
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(data)

@@ -68,7 +68,8 @@ def test_every_pin_is_imported_and_every_import_is_pinned():
     imported = set()
     for module in third_party_imports():
         owners = distributions.get(module, set())
-        assert owners & pins.keys(), f"the code imports {module} ({', '.join(sorted(owners)) or '?'}): pin it in setup.py"
+        found = ", ".join(sorted(owners)) or "?"
+        assert owners & pins.keys(), f"the code imports {module} ({found}): pin it in setup.py"
         imported |= owners & pins.keys()
     unused = set(pins) - imported - USED_WITHOUT_IMPORT
     assert not unused, f"pinned in setup.py but imported nowhere: {sorted(unused)}"

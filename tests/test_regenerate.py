@@ -107,7 +107,8 @@ def test_a_killed_run_leaves_the_previous_dataset_published_and_a_rerun_and_forc
     assert latest(root) == version_b and f"LATEST -> {version_b}" in out
     manifest_b = check_reconciled(root, version_b)
     assert sorted(files(root / version_b)) == sorted(
-        [MANIFEST, "report.html", "contact_sheet.png", *manifest_b["files"]["data"], *manifest_b["files"]["dead_letter"]]
+        [MANIFEST, "statistics.pb", "report.html", "contact_sheet.png", *manifest_b["files"]["data"],
+         *manifest_b["files"]["dead_letter"]]
     ), "the rerun left files of the killed run behind"
     assert not any(p.name.startswith("beam-temp-") for p in root.rglob("*"))
     assert files(root / version_a) == a_files

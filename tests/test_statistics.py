@@ -37,7 +37,8 @@ def run(tmp_path_factory):
     proto = statistics_pb2.DatasetFeatureStatisticsList.FromString(
         storage.read_bytes(storage.join(directory, "statistics.pb")))
     manifest = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
-    return {"good": good, "outputs": outputs, "proto": proto, "manifest": manifest, "directory": directory, "root": root}
+    return {"good": good, "outputs": outputs, "proto": proto, "manifest": manifest, "directory": directory,
+            "root": root}
 
 
 def feature(dataset, name):

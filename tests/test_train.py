@@ -90,7 +90,8 @@ def test_time_budget_stops_cleanly_and_exports(tmp_path, capsys):
     model_dir = tmp_path / "model"
     assert train.run(tiny_args(model_dir, epochs=50, steps_per_epoch=1000, max_minutes=0.001)) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("train: stopped after 1 epochs") and "the time budget of 0.001 min ran out in epoch 1/50" in last
+    assert last.startswith("train: stopped after 1 epochs")
+    assert "the time budget of 0.001 min ran out in epoch 1/50" in last
     assert f"exported {model_dir}" in last
     meta = json.loads((model_dir / "aeops_model.json").read_text())
     assert meta["training"]["epochs_done"] == 1 and meta["training"]["steps_done"] < 1000
