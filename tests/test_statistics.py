@@ -125,3 +125,18 @@ def test_stats_command_prints_the_summary_of_latest_or_of_a_version(run, capsys,
     assert capsys.readouterr().out == printed
     assert cli.main(["stats", str(tmp_path)]) == 2
     assert "neither a version folder" in capsys.readouterr().err
+
+
+def test_objects_per_image_come_from_the_box_lists():
+    good = shards.good_images()
+    boxes = [[], [0.1], [0.1, 0.2, 0.5]]
+    records = [schema.serialize({schema.IMAGE: schema.bytes_feature(good[0]),
+                                 **({"image/object/bbox/xmin": schema.float_feature(*xs)} if xs else {})})
+               for xs in boxes]
+    combine = FeatureStatisticsCombine("output")
+    batch = with_image_header(ExamplesToRecordBatchDecoder().DecodeBatch(records), schema.IMAGE)
+    dataset = combine.extract_output(combine.add_input(combine.create_accumulator(), batch))
+    summary = dataset_summary.summarize(statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset]), 0.05)
+    objects = summary["output"]["objects_per_image"]
+    assert objects == {"feature": "image/object/bbox/xmin", "min": 0, "max": 3, "mean": 4 / 3, "total": 4}
+    assert "objects   -  ->  0-3 per image, mean 1.33" in dataset_summary.describe(summary)
