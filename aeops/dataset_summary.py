@@ -1,7 +1,8 @@
 """What a person wants from ``statistics.pb`` at a glance: labels, image sizes, formats, objects per image, in vs out.
 
 :func:`summarize` reads the run's ``DatasetFeatureStatisticsList`` into the manifest's ``summary`` (plain JSON, which
-the report draws and ``aeops stats`` prints with :func:`describe`). It also says whether the dead letter skewed the
+the report draws and ``aeops stats`` prints with :func:`describe`); the run's ``schema:`` says which feature is the
+label and which holds the boxes. It also says whether the dead letter skewed the
 label distribution: the *label shift* is the total variation distance between the input's and the output's label
 shares (half the sum of the absolute differences: 0 = the same distribution, 1 = disjoint); above
 ``report.label_shift_warning`` (default 0.05: five percent of the labels' mass moved) the run is flagged.
@@ -11,17 +12,25 @@ from __future__ import annotations
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from aeops.config import ReportConfig, SchemaConfig
 from aeops.statistics import DERIVED_FORMAT, DERIVED_HEIGHT, DERIVED_WIDTH, INPUT, OUTPUT
 
-LABEL_FEATURES = ("image/class/label", "label")  # the od-api and TFDS presets' names
-BOX_FEATURES = (("image/object/bbox/xmin", 1), ("objects/bbox", 4))  # (feature, values per object)
 SHOWN_LABELS = 12  # on the terminal; the report and the manifest keep every label statistics.pb has
 
 
-def summarize(statistics: statistics_pb2.DatasetFeatureStatisticsList, label_shift_warning: float) -> dict:
-    datasets = {dataset.name: _dataset(dataset) for dataset in statistics.datasets}
-    shift = label_shift(datasets.get(INPUT), datasets.get(OUTPUT), label_shift_warning)
-    return {**datasets, "label_shift": shift}
+def summarize(statistics: statistics_pb2.DatasetFeatureStatisticsList, config: dict) -> dict:
+    """``config``: the run's resolved config as the manifest keeps it (its ``schema`` and ``report`` sections)."""
+    layout = SchemaConfig.model_validate(config.get("schema") or {})
+    warning = ReportConfig.model_validate(config.get("report") or {}).label_shift_warning
+    datasets = {dataset.name: _dataset(dataset, layout) for dataset in statistics.datasets}
+    return {**datasets, "label_shift": label_shift(datasets.get(INPUT), datasets.get(OUTPUT), warning)}
+
+
+def box_feature(layout: SchemaConfig) -> tuple[str, int] | None:
+    """(the feature with one list entry per box, values per box): od-api's ``PREFIX/xmin``, TFDS's 4 per box."""
+    if not layout.boxes:
+        return None
+    return (f"{layout.boxes}/xmin", 1) if layout.box_format == "od-api" else (layout.boxes, 4)
 
 
 def _features(dataset: statistics_pb2.DatasetFeatureStatistics) -> dict:
@@ -32,15 +41,15 @@ def _common(feature: statistics_pb2.FeatureNameStatistics) -> statistics_pb2.Com
     return getattr(feature, feature.WhichOneof("stats")).common_stats
 
 
-def _dataset(dataset: statistics_pb2.DatasetFeatureStatistics) -> dict:
+def _dataset(dataset: statistics_pb2.DatasetFeatureStatistics, layout: SchemaConfig) -> dict:
     features = _features(dataset)
     return {
         "examples": dataset.num_examples,
-        "labels": _labels(features, dataset.num_examples),
+        "labels": _labels(features.get(layout.label), layout.label),
         "formats": _counts(features.get(DERIVED_FORMAT)),
         "sizes": {side: _numeric(features.get(name)) for side, name in (("height", DERIVED_HEIGHT),
                                                                        ("width", DERIVED_WIDTH))},
-        "objects_per_image": _objects(features, dataset.num_examples),
+        "objects_per_image": _objects(features, box_feature(layout), dataset.num_examples),
     }
 
 
@@ -50,12 +59,10 @@ def _counts(feature) -> dict[str, int]:
     return {bucket.label: round(bucket.sample_count) for bucket in feature.string_stats.rank_histogram.buckets}
 
 
-def _labels(features: dict, examples: int) -> dict | None:
-    for name in LABEL_FEATURES:
-        if name in features:
-            common = _common(features[name])
-            return {"feature": name, "counts": _counts(features[name]), "unlabelled": int(common.num_missing)}
-    return None
+def _labels(feature, name: str | None) -> dict | None:
+    if feature is None:
+        return None
+    return {"feature": name, "counts": _counts(feature), "unlabelled": int(_common(feature).num_missing)}
 
 
 def _numeric(feature) -> dict | None:
@@ -69,18 +76,18 @@ def _numeric(feature) -> dict | None:
     return {"min": stats.min, "max": stats.max, "mean": stats.mean, "histogram": buckets}
 
 
-def _objects(features: dict, examples: int) -> dict | None:
-    for name, per_object in BOX_FEATURES:
-        if name in features:
-            common = _common(features[name])
-            return {
-                "feature": name,
-                "min": 0 if common.num_missing else common.min_num_values // per_object,
-                "max": common.max_num_values // per_object,
-                "mean": common.tot_num_values / per_object / examples if examples else 0.0,
-                "total": common.tot_num_values // per_object,
-            }
-    return None
+def _objects(features: dict, boxes: tuple[str, int] | None, examples: int) -> dict | None:
+    if boxes is None or boxes[0] not in features:
+        return None
+    name, per_object = boxes
+    common = _common(features[name])
+    return {
+        "feature": name,
+        "min": 0 if common.num_missing else common.min_num_values // per_object,
+        "max": common.max_num_values // per_object,
+        "mean": common.tot_num_values / per_object / examples if examples else 0.0,
+        "total": common.tot_num_values // per_object,
+    }
 
 
 def _shares(labels: dict | None) -> dict[str, float]:
@@ -139,7 +146,7 @@ def describe(summary: dict | None) -> str:
 
 def _label_lines(before: dict | None, after: dict | None) -> list[str]:
     if not before and not after:
-        return ["  labels    none (no image/class/label or label feature)"]
+        return ["  labels    none (the schema's label feature is in no record)"]
     rows = label_rows(before, after)
     lines = [f"  labels    {(before or after)['feature']}, {len(rows)} values",
              f"            {'':<20} {'in':>14}  {'out':>14}"]

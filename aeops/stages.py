@@ -438,8 +438,7 @@ class _Finalize(beam.DoFn):
         raise_unless_reconciled(manifest)
         manifest["gate"] = publish_gate(manifest, context["config"]["publish"]["max_dead_fraction"])
         statistics.write(directory, datasets)
-        manifest["summary"] = dataset_summary.summarize(
-            statistics.statistics_list(datasets), context["config"]["report"]["label_shift_warning"])
+        manifest["summary"] = dataset_summary.summarize(statistics.statistics_list(datasets), context["config"])
         write_report(directory, manifest, [Sample(**sample) for _, sample in samples[: self.samples]])
         publisher = Publisher(context["root"])
         manifest["files"] = _files(publisher.inventory(folder), data_files, dead_files)

@@ -25,15 +25,13 @@ from tfx_bsl import sketches
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from aeops import codec, storage
+from aeops.config import SchemaConfig
 
 STATISTICS = "statistics.pb"
 INPUT, OUTPUT = "input", "output"
 
 DERIVED_HEIGHT, DERIVED_WIDTH, DERIVED_FORMAT = "aeops/image_height", "aeops/image_width", "aeops/image_format"
 DERIVER = "aeops.image_header"
-# Integer features that are categories, not quantities: their statistics are top values, as TFDV does for a
-# schema's categorical ints. Both presets' label names are here (od-api ``image/class/label``, TFDS ``label``).
-CATEGORICAL = frozenset({"image/class/label", "label", "image/object/class/label", "objects/label"})
 
 TOP_VALUES = 20  # top values written per feature
 CATEGORY_BUCKETS = 1024  # Misra-Gries counters: counts are exact while a feature has fewer distinct values
@@ -48,6 +46,16 @@ _HEADER_PIXEL_LIMIT = 1 << 62  # sizes are read from headers only: no image is t
 
 
 # ---------------------------------------------------------------------------------------------- decode
+
+
+def categorical_features(layout: SchemaConfig) -> frozenset[str]:
+    """Integer features that are categories, not quantities: the schema's label and per-object class (od-api
+    ``image/object/class/label``, TFDS ``objects/label``). Their statistics are top values, not a mean, as TFDV
+    does for a schema's categorical ints."""
+    names = {layout.label}
+    if layout.objects:
+        names |= {f"{layout.objects}class/label", f"{layout.objects}label"}
+    return frozenset(name for name in names if name)
 
 
 class _DecodeExamples(beam.DoFn):
@@ -199,8 +207,9 @@ class DatasetAccumulator:
 class FeatureStatisticsCombine(beam.CombineFn):
     """Arrow RecordBatches -> ``DatasetFeatureStatistics`` named ``name``; accumulators merge across workers."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, categorical: frozenset[str] = frozenset()):
         self.name = name
+        self.categorical = categorical | {DERIVED_FORMAT}
 
     def create_accumulator(self) -> DatasetAccumulator:
         return DatasetAccumulator()
@@ -211,7 +220,7 @@ class FeatureStatisticsCombine(beam.CombineFn):
             kind = _kind(column.type)
             if kind is None:
                 continue
-            part = FeatureAccumulator(kind, name in CATEGORICAL or name == DERIVED_FORMAT)
+            part = FeatureAccumulator(kind, name in self.categorical)
             part.add(column)
             if name in accumulator.features:
                 accumulator.features[name].merge(part)
@@ -237,17 +246,18 @@ class FeatureStatisticsCombine(beam.CombineFn):
 class DatasetStatistics(beam.PTransform):
     """Serialized Examples -> one ``DatasetFeatureStatistics`` named ``name`` (a single-element PCollection)."""
 
-    def __init__(self, name: str, image_feature: str):
+    def __init__(self, name: str, layout: SchemaConfig):
         super().__init__()
         self.name = name
-        self.image_feature = image_feature
+        self.image_feature = layout.image
+        self.categorical = categorical_features(layout)
 
     def expand(self, records):
         return (
             records
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=256)
             | "DecodeToArrow" >> beam.ParDo(_DecodeExamples(self.image_feature, self.name))
-            | "Combine" >> beam.CombineGlobally(FeatureStatisticsCombine(self.name))
+            | "Combine" >> beam.CombineGlobally(FeatureStatisticsCombine(self.name, self.categorical))
         )
 
 

@@ -1,7 +1,7 @@
 """``aeops stats ROOT|VERSION``: the dataset summary of a version (the one ``LATEST`` names, or the folder given).
 
 The same lines a run prints at its end, read back from the version's ``statistics.pb`` (the summary is computed
-again from it with the run's ``report.label_shift_warning``) and ``manifest.json``.
+again from it with the run's ``schema`` and ``report.label_shift_warning``) and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 from aeops import dataset_summary, statistics, storage
 from aeops.accounting import records_line
 from aeops.cli import ArgumentParser
-from aeops.config import ReportConfig
 from aeops.errors import UsageError
 from aeops.publish import MANIFEST
 
@@ -40,9 +39,7 @@ def run(argv: list[str] | None = None) -> int:
     manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST)))
     summary = manifest.get("summary")
     if storage.exists(storage.join(directory, statistics.STATISTICS)):
-        report = (manifest.get("config") or {}).get("report") or {}
-        warning = report.get("label_shift_warning", ReportConfig().label_shift_warning)
-        summary = dataset_summary.summarize(statistics.read(directory), warning)
+        summary = dataset_summary.summarize(statistics.read(directory), manifest.get("config") or {})
     print(directory)
     print(records_line(manifest))
     print(dataset_summary.describe(summary))

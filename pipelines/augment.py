@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineState
 
-from aeops import __version__, config, dataflow_job, schema, stages, statistics, storage
+from aeops import __version__, config, dataflow_job, stages, statistics, storage
 from aeops.accounting import records_line
 from aeops.cli import ArgumentParser, kept_log
 from aeops.dataset_summary import describe
@@ -187,8 +187,8 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     dead_files = dead | "WriteDeadLetter" >> stages.WriteDeadLetter(directory, progress)
     inputs = read.records | "InputRecords" >> beam.Values()
     described = (
-        inputs | "InputStatistics" >> statistics.DatasetStatistics(statistics.INPUT, schema.IMAGE),
-        encoded.records | "OutputStatistics" >> statistics.DatasetStatistics(statistics.OUTPUT, schema.IMAGE),
+        inputs | "InputStatistics" >> statistics.DatasetStatistics(statistics.INPUT, cfg.schema),
+        encoded.records | "OutputStatistics" >> statistics.DatasetStatistics(statistics.OUTPUT, cfg.schema),
     ) | "BothStatistics" >> beam.Flatten()
     parts = {
         "records": read.records, "damaged": read.dead, "outputs": encoded.records, "dead": dead,

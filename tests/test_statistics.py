@@ -11,11 +11,13 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from aeops import cli, codec, dataset_summary, schema, storage, tfrecord
-from aeops.statistics import FeatureStatisticsCombine, with_image_header
+from aeops.config import SchemaConfig
+from aeops.statistics import FeatureStatisticsCombine, categorical_features, with_image_header
 from pipelines import augment
 from tests import shards
 
 LABELS = [7, 3, 7, 7, 3, 5]
+OD_API = SchemaConfig.model_validate({})  # the default schema
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ def test_accumulators_merge_to_the_same_statistics_as_one_pass():
     records = [shards.example(good[i % 3], image__class__label=i % 4) for i in range(12)]
     decoder = ExamplesToRecordBatchDecoder()
     batches = [with_image_header(decoder.DecodeBatch(records[i:i + 4]), schema.IMAGE) for i in range(0, 12, 4)]
-    combine = FeatureStatisticsCombine("input")
+    combine = FeatureStatisticsCombine("input", categorical_features(OD_API))
     whole = combine.add_input(combine.create_accumulator(), pa.concat_tables(
         [pa.Table.from_batches([b]) for b in batches]).combine_chunks().to_batches()[0])
     parts = [combine.add_input(combine.create_accumulator(), batch) for batch in batches]
@@ -133,10 +135,28 @@ def test_objects_per_image_come_from_the_box_lists():
     records = [schema.serialize({schema.IMAGE: schema.bytes_feature(good[0]),
                                  **({"image/object/bbox/xmin": schema.float_feature(*xs)} if xs else {})})
                for xs in boxes]
-    combine = FeatureStatisticsCombine("output")
+    combine = FeatureStatisticsCombine("output", categorical_features(OD_API))
     batch = with_image_header(ExamplesToRecordBatchDecoder().DecodeBatch(records), schema.IMAGE)
     dataset = combine.extract_output(combine.add_input(combine.create_accumulator(), batch))
-    summary = dataset_summary.summarize(statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset]), 0.05)
+    summary = dataset_summary.summarize(statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset]), {})
     objects = summary["output"]["objects_per_image"]
     assert objects == {"feature": "image/object/bbox/xmin", "min": 0, "max": 3, "mean": 4 / 3, "total": 4}
     assert "objects   -  ->  0-3 per image, mean 1.33" in dataset_summary.describe(summary)
+
+
+def test_the_schema_names_the_label_and_the_boxes():
+    """TFDS keeps the label under ``label`` and 4 box values per object in ``objects/bbox``: its preset reads them."""
+    from tests import targets_scene as scene
+
+    tfds = SchemaConfig.model_validate({"preset": "tfds"})
+    records = [scene.tfds_record(i % 2) for i in range(3)]
+    combine = FeatureStatisticsCombine("input", categorical_features(tfds))
+    batch = with_image_header(ExamplesToRecordBatchDecoder().DecodeBatch(records), tfds.image)
+    dataset = combine.extract_output(combine.add_input(combine.create_accumulator(), batch))
+    summary = dataset_summary.summarize(statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset]),
+                                        {"schema": {"preset": "tfds"}})["input"]
+    assert summary["labels"] == {"feature": "label", "counts": {"0": 2, "1": 1}, "unlabelled": 0}
+    assert summary["objects_per_image"] == {"feature": "objects/bbox", "min": 4, "max": 4, "mean": 4.0, "total": 12}
+    assert summary["sizes"]["height"]["min"] > 0 and summary["formats"] == {"png": 3}
+    per_object = feature(dataset, "objects/label").string_stats  # a per-object class is a category too
+    assert {b.label: b.sample_count for b in per_object.rank_histogram.buckets} == {"0": 3, "1": 3, "2": 3, "3": 3}
