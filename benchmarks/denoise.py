@@ -1,4 +1,5 @@
-"""Restoration quality and speed of a denoiser against non-local means and CBM3D on held-out photographs.
+"""Restoration quality, harm to clean images and speed of a denoiser against non-local means and CBM3D on
+held-out photographs.
 
     python benchmarks/denoise.py [--model-dir DIR] [--images GLOB ...] [--write-readme]
 
@@ -6,10 +7,11 @@ Held-out set (default): colour photographs that no aeops model trains on and tha
 scikit-image - ``china.jpg`` and ``flower.jpg`` from scikit-learn's wheel, ``grace_hopper.jpg`` from
 matplotlib's - fetched with ``pip download`` into ``build/heldout`` on first use; centre crops of 256x256.
 
-The real ``aeops evaluate`` runs twice, each in its own process (TensorFlow's thread pools are fixed at
-start-up): with every core, as a user runs it, at sigma 15, 25 and 50; and held to one thread at sigma 25,
-the like-for-like time against NLM and CBM3D, which run on one core. CBM3D rows appear when the optional
-``bm3d`` package is importable (never a dependency: its licence is non-commercial).
+One ``aeops evaluate`` run measures every row: the clean images, clean as JPEG q90, Gaussian sigma 15, 25
+and 50, JPEG q20; PSNR (mean and worst) and SSIM; milliseconds per image with every core and held to one
+thread (each in its own process, TensorFlow's intra- and inter-op threads set to 1 before the model loads),
+and the model's GFLOPs per megapixel. CBM3D rows appear when the optional ``bm3d`` package is importable
+(never a dependency: its licence is non-commercial).
 ``--write-readme`` rewrites the block between the denoise-benchmark markers of README.md with this output.
 """
 
@@ -26,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from readme import cpu, emit  # benchmarks/ is on sys.path when a benchmark runs
+
+from aeops.evaluate import decibels, table
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "build" / "heldout"
@@ -51,51 +55,46 @@ def fetch_heldout(folder: Path) -> str:
     return str(folder / "*.jpg")
 
 
-def evaluate(images: list[str], model_dir: str | None, sigmas: list[float], threads: int) -> dict:
-    """One ``aeops evaluate`` process; its ``--json`` result."""
+def evaluate(images: list[str], model_dir: str | None) -> dict:
+    """The ``aeops evaluate`` result on the images (its ``--json``)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "eval.json"
         command = [sys.executable, "-m", "aeops", "evaluate", "--images", *images, "--crop", str(CROP),
-                   "--sigma", *map(str, sigmas), "--threads", str(threads), "--json", str(result)]
+                   "--json", str(result)]
         if model_dir:
             command += ["--model-dir", model_dir]
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         return json.loads(result.read_text())
 
 
-def rows_by(result: dict) -> dict[tuple[float, str], dict]:
-    return {(row["sigma"], row["method"]): row for row in result["results"]}
-
-
-def report(full: dict, single: dict) -> str:
-    rows, one = rows_by(full), rows_by(single)
-    methods = [m for m in ("noisy", "model", "nlm", "cbm3d") if (FOCUS, m) in rows]
+def report(result: dict) -> str:
+    rows = {(row["condition"], row["method"]): row for row in result["results"]}
+    focus = f"sigma-{FOCUS:g}"
     lines = [f"Measured by `python benchmarks/denoise.py --write-readme` on {datetime.now(timezone.utc):%Y-%m-%d}, "
-             f"{cpu()}, {os.cpu_count()} cores; model sha256 {str(full['model']['sha256'])[:12]}; "
-             f"{len(full['images'])} held-out images ({', '.join(full['images'])}), centre {CROP}x{CROP} crops, "
-             f"noise seed {full['seed']}.", "",
-             "| σ | method | PSNR (dB) | SSIM | ms / image, all cores | ms / image, one thread |",
-             "| ---: | --- | ---: | ---: | ---: | ---: |"]
-    for (sigma, method), row in rows.items():
-        timed = method != "noisy"
-        all_cores = f"{row['ms_per_image']:,.0f}" if timed else "–"
-        alone = one.get((sigma, method))
-        one_thread = f"{alone['ms_per_image']:,.0f}" if timed and alone else "–"
-        lines.append(f"| {sigma:g} | {method} | {row['psnr']:.2f} | {row['ssim']:.4f} | {all_cores} | {one_thread} |")
-    model, nlm = rows[(FOCUS, "model")], rows[(FOCUS, "nlm")]
-    model_1, nlm_1 = one[(FOCUS, "model")], one[(FOCUS, "nlm")]
-    lines += ["", f"At σ = {FOCUS:g}: model − NLM = **{model['psnr'] - nlm['psnr']:+.2f} dB**, the model's time "
-              f"**{model['ms_per_image'] / nlm['ms_per_image']:.2f}×** NLM's with every core and "
-              f"**{model_1['ms_per_image'] / nlm_1['ms_per_image']:.2f}×** on one thread."]
-    if (FOCUS, "cbm3d") in rows:
-        cbm3d, cbm3d_1 = rows[(FOCUS, "cbm3d")], one[(FOCUS, "cbm3d")]
+             f"{cpu()}, {os.cpu_count()} cores; model sha256 {str(result['model']['sha256'])[:12]}; "
+             f"{len(result['images'])} held-out images ({', '.join(result['images'])}), centre {CROP}x{CROP} crops, "
+             f"noise seed {result['seed']}.", "",
+             table(result["results"], result["model"]["gflops_per_megapixel"], result["threads"]), ""]
+    model, nlm = rows[(focus, "model")], rows[(focus, "nlm")]
+
+    def ratio(a: dict, b: dict, threads: str) -> str:
+        return f"{a['ms_per_image'][threads] / b['ms_per_image'][threads]:.2f}×"
+
+    lines.append(f"At σ = {FOCUS:g}: model − NLM = **{model['psnr'] - nlm['psnr']:+.2f} dB**, the model's time "
+                 f"**{ratio(model, nlm, 'all')}** NLM's with every core and **{ratio(model, nlm, '1')}** on one thread.")
+    if (focus, "cbm3d") in rows:
+        cbm3d = rows[(focus, "cbm3d")]
         lines[-1] += (f" Model − CBM3D = **{model['psnr'] - cbm3d['psnr']:+.2f} dB**, "
-                      f"**{cbm3d_1['ms_per_image'] / model_1['ms_per_image']:.0f}×** faster on one thread "
-                      f"({cbm3d['ms_per_image'] / model['ms_per_image']:.0f}× with every core).")
+                      f"**{ratio(cbm3d, model, '1')}** faster on one thread.")
+    clean, q90, q90_input = rows[("clean", "model")], rows[("jpeg-q90", "model")], rows[("jpeg-q90", "input")]
+    lines.append(f"Clean images through the model: **{decibels(clean['psnr'])} dB** mean, "
+                 f"**{decibels(clean['psnr_min'])} dB** worst (PSNR against themselves); clean as JPEG q90: "
+                 f"input {decibels(q90_input['psnr'])} dB, model output **{decibels(q90['psnr'])} dB**.")
+    methods = [m for m in ("input", "model", "nlm", "cbm3d") if (focus, m) in rows]
     lines += ["", f"PSNR per image at σ = {FOCUS:g} (dB):", "",
               "| image | " + " | ".join(methods) + " |", "| --- |" + " ---: |" * len(methods)]
-    for image in full["images"]:
-        cells = [f"{rows[(FOCUS, m)]['per_image'][image]['psnr']:.2f}" for m in methods]
+    for image in result["images"]:
+        cells = [f"{rows[(focus, m)]['per_image'][image]['psnr']:.2f}" for m in methods]
         lines.append(f"| {image} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -107,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-readme", action="store_true", help="rewrite README.md's denoise-benchmark block")
     args = parser.parse_args(argv)
     images = args.images or [fetch_heldout(HELDOUT)]
-    full = evaluate(images, args.model_dir, [15.0, FOCUS, 50.0], threads=0)
-    single = evaluate(images, args.model_dir, [FOCUS], threads=1)
-    emit("denoise-benchmark", report(full, single), args.write_readme)
+    emit("denoise-benchmark", report(evaluate(images, args.model_dir)), args.write_readme)
     return 0
 
 

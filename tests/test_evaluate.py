@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from aeops import cli, codec, evaluate
+from aeops.metrics import psnr
 from aeops.sample import data_dir
 
 
@@ -23,17 +24,59 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_model_dir, tmp_path, capsy
     folder = _images(tmp_path)
     out = tmp_path / "eval.json"
     assert cli.main(["evaluate", "--model-dir", tiny_model_dir, "--images", str(folder / "*"),
-                     "--sigma", "25", "50", "--crop", "48", "--json", str(out)]) == 0
+                     "--sigma", "25", "50", "--crop", "48", "--threads", "0", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| 25 | model |" in printed and "| 50 | nlm |" in printed
+    assert "| sigma-25 | model |" in printed and "| sigma-50 | nlm |" in printed
+    assert "| clean | input | ∞ | ∞ | 1.0000 |" in printed
     result = json.loads(out.read_text())
     assert result["images"] == ["a.png", "b.jpg"] and result["sizes"] == ["48x48"]
-    methods = {(row["sigma"], row["method"]) for row in result["results"]}
-    assert {(25.0, "noisy"), (25.0, "model"), (25.0, "nlm"), (50.0, "model")} <= methods
-    rows = {(row["sigma"], row["method"]): row for row in result["results"]}
-    assert rows[(25.0, "nlm")]["psnr"] > rows[(25.0, "noisy")]["psnr"] > rows[(50.0, "noisy")]["psnr"]
-    assert rows[(25.0, "model")]["ms_per_image"] > 0
-    assert set(rows[(25.0, "nlm")]["per_image"]) == {"a.png", "b.jpg"}
+    rows = {(row["condition"], row["method"]): row for row in result["results"]}
+    assert list(rows) == [("clean", "input"), ("clean", "model"),
+                          ("sigma-25", "input"), ("sigma-25", "model"), ("sigma-25", "nlm"),
+                          ("sigma-50", "input"), ("sigma-50", "model"), ("sigma-50", "nlm"),
+                          ("jpeg-q90", "input"), ("jpeg-q90", "model"), ("jpeg-q20", "input"), ("jpeg-q20", "model")]
+    assert rows[("sigma-25", "nlm")]["psnr"] > rows[("sigma-25", "input")]["psnr"] > rows[("sigma-50", "input")]["psnr"]
+    assert rows[("clean", "input")]["psnr"] is None  # identical: infinite PSNR, null in JSON
+    assert rows[("jpeg-q90", "input")]["psnr"] > rows[("jpeg-q20", "input")]["psnr"] > 20
+    model = rows[("sigma-25", "model")]
+    assert model["ms_per_image"]["all"] > 0 and model["psnr_min"] <= model["psnr"]
+    assert rows[("sigma-25", "input")]["ms_per_image"] == {}
+    assert set(rows[("sigma-25", "nlm")]["per_image"]) == {"a.png", "b.jpg"}
+    assert list(result["tf_threads"]) == ["all"]  # one setting: measured in this process
+    assert result["model"]["gflops_per_megapixel"] > 0
+
+
+def test_each_thread_setting_is_timed_in_a_process_of_its_own(tiny_model_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "eval.json"
+    image = str(_images(tmp_path) / "a.png")
+    assert cli.main(["evaluate", "--model-dir", tiny_model_dir, "--images", image, "--sigma", "25", "--jpeg",
+                     "--no-clean", "--threads", "0", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["threads"] == [0, 1] and result["tf_threads"] == {"all": [0, 0], "1": [1, 1]}
+    rows = {(row["condition"], row["method"]): row for row in result["results"]}
+    assert set(rows) == {("sigma-25", "input"), ("sigma-25", "model"), ("sigma-25", "nlm")}
+    for method in ("model", "nlm"):
+        assert set(rows[("sigma-25", method)]["ms_per_image"]) == {"all", "1"}
+
+
+def test_conditions_corrupt_as_named():
+    clean = codec.decode((data_dir() / "astronaut.png").read_bytes())[100:164, 150:230]
+    assert evaluate.Condition("clean").corrupt(clean, 0, 0) is clean
+    np.testing.assert_array_equal(evaluate.Condition("gaussian", 25).corrupt(clean, 0, 1),
+                                  evaluate.add_noise(clean, 25, 0, 1))
+    q90, q20 = (evaluate.Condition("jpeg", q).corrupt(clean, 0, 0) for q in (90, 20))
+    assert q90.shape == clean.shape and 30 < psnr(clean, q90) < 50 and psnr(clean, q20) < psnr(clean, q90)
+    names = [c.name for c in evaluate.conditions(True, [15.0, 25.0], [90, 20])]
+    assert names == ["clean", "sigma-15", "sigma-25", "jpeg-q90", "jpeg-q20"]
+
+
+def test_gflops_count_every_convolution():
+    from aeops.model.architecture import build_autoencoder, flops_per_pixel
+
+    # width 8, depth 1, one block: multiply-adds per input pixel of each convolution (4 input planes: RGB + noise)
+    macs = 9 * 4 * 8 + 9 * 8 * 8 + 4 * 8 * 16 / 4 + 9 * 16 * 16 / 4 + 4 * 16 * 8 / 4 + 9 * 8 * 8 + 9 * 8 * 3
+    flops = flops_per_pixel(build_autoencoder(width=8, depth=1, blocks=1, residual=False), side=32)
+    assert 2 * macs <= flops <= 2 * macs * 1.05  # biases and the residual add are the rest
 
 
 def test_noise_is_fixed_by_the_seed():
@@ -48,6 +91,10 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert cli.main(["evaluate", "--images", str(tmp_path / "missing-*.png")]) == 2
     assert "matches no files" in capsys.readouterr().err
     assert cli.main(["evaluate", "--images", str(tmp_path), "--sigma", "0"]) == 2
+    assert cli.main(["evaluate", "--images", str(tmp_path), "--jpeg", "0"]) == 2
+    assert cli.main(["evaluate", "--images", str(tmp_path), "--no-clean", "--sigma", "--jpeg"]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--images", str(tmp_path), "--threads", "1", "1"]) == 2
     assert cli.main(["evaluate", "--model-dir", str(tmp_path), "--images", str(data_dir() / "coins.png")]) == 2
     assert "saved_model.pb" in capsys.readouterr().err
     (tmp_path / "tiny.png").write_bytes(codec.encode(np.zeros((5, 6, 3), np.uint8), "png"))

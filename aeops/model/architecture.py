@@ -89,3 +89,13 @@ def _convs(x, channels: int, blocks: int, name: str):
     for i in range(blocks):
         x = layers.Conv2D(channels, 3, padding="same", activation="relu", name=f"{name}_conv{i}")(x)
     return x
+
+
+def flops_per_pixel(network: keras.Model, side: int = 256) -> float:
+    """Floating-point operations per input pixel of one forward pass, counted by TensorFlow's profiler on
+    the traced graph of a ``side`` x ``side`` image (convolutions, transposed ones, biases, activations)."""
+    spec = [tf.TensorSpec([1, side, side, 3]), tf.TensorSpec([1, 1])]
+    graph = tf.function(lambda images, noise: network([images, noise], training=False)).get_concrete_function(*spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / side**2
