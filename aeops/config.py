@@ -219,6 +219,9 @@ class TrainConfig(Strict):
         "validate and export an exponential moving average of the weights (e.g. 0.999); null = the last weights"))
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     max_minutes: float = Field(60.0, gt=0, description="stop cleanly and export after this long")
+    init_from: str | None = Field(None, description=(
+        "a model 'aeops train' exported (e.g. aeops/pretrained/denoiser): a model_dir without checkpoints starts "
+        "from its weights and continues its epochs, steps and minutes toward epochs and max_minutes"))
     mixed_precision: Literal["auto", "on", "off"] = "auto"
 
 

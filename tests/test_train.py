@@ -126,6 +126,39 @@ def test_ema_exports_the_averaged_weights_and_a_budget_spent_rerun_exports_the_s
     assert saved_arrays(model_dir) == exported
 
 
+def committed_copy(model_dir, target: Path) -> Path:
+    """What a repository holds of a model: the export, no checkpoints (they stay on the machine that trained)."""
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("checkpoints"))
+    return target
+
+
+def test_a_fresh_machine_continues_from_the_committed_export(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    committed = committed_copy(tiny_model_dir, tmp_path / "committed")
+    model_dir = tmp_path / "fresh"
+    assert train.run(tiny_args(model_dir, epochs=3, init_from=committed)) == 0
+    assert f"continuing {committed} after epoch 2" in capsys.readouterr().out
+    progress = json.loads((model_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["epochs_done"] == 3 and progress["steps_done"] == 9
+    assert [row["epoch"] for row in progress["history"]] == [3]
+    meta = json.loads((model_dir / "aeops_model.json").read_text())
+    assert meta["training"]["epochs_done"] == 3 and meta["training"]["continued_from"] == str(committed)
+
+
+def test_a_continued_run_starts_from_the_committed_weights(tiny_model_dir, tmp_path):  # noqa: F811
+    committed = committed_copy(tiny_model_dir, tmp_path / "committed")
+    model_dir = tmp_path / "fresh"
+    # The committed model's minutes already fill this budget: nothing trains, the export is its weights.
+    assert train.run(tiny_args(model_dir, init_from=committed, max_minutes=0.0001)) == 0
+    assert saved_arrays(model_dir) == saved_arrays(committed)
+
+
+def test_init_from_must_be_an_export_of_the_same_architecture(tiny_model_dir, tmp_path):  # noqa: F811
+    with pytest.raises(ConfigError, match="its architecture is .*set model"):
+        train.run(tiny_args(tmp_path / "a", init_from=tiny_model_dir, **{"model.width": 16}))
+    with pytest.raises(ConfigError, match="no saved_model.pb"):
+        train.run(tiny_args(tmp_path / "b", init_from=tmp_path))
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(UsageError, match="--model-dir"):
         train.run([])

@@ -17,6 +17,14 @@ PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "denoiser"
 METADATA = "aeops_model.json"
 
 
+def load_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The model's ``aeops_model.json`` (``{}`` when there is none)."""
+    import tensorflow as tf
+
+    path = os.path.join(str(model_dir), METADATA)
+    return json.loads(tf.io.gfile.GFile(path).read()) if tf.io.gfile.exists(path) else {}
+
+
 def load(model_dir: str | os.PathLike | None = None) -> tuple[Callable, dict[str, Any]]:
     """(serving function, metadata) of the SavedModel in ``model_dir``; ``None`` = the shipped model."""
     import tensorflow as tf
@@ -24,8 +32,7 @@ def load(model_dir: str | os.PathLike | None = None) -> tuple[Callable, dict[str
     model_dir = str(model_dir or PRETRAINED)
     if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         raise UsageError(f"model {model_dir!r}: no saved_model.pb there; pass a directory written by 'aeops train'")
-    meta_path = os.path.join(model_dir, METADATA)
-    metadata = json.loads(tf.io.gfile.GFile(meta_path).read()) if tf.io.gfile.exists(meta_path) else {}
+    metadata = load_metadata(model_dir)
     try:
         loaded = tf.saved_model.load(model_dir)
         serve = loaded.signatures["serving_default"]

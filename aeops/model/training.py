@@ -8,6 +8,12 @@ saves and exports, so a scheduler can give it a fixed slot and still get a model
 same (a second one aborts). Loss and PSNR curves go to ``MODEL_DIR/logs`` for TensorBoard.
 
 On a terminal a live line shows the step, the loss and the ETA; otherwise (logs, CI) one line per epoch.
+
+Checkpoints live on the machine that wrote them. ``init_from`` continues from what is committed instead - an
+exported model and the progress its ``aeops_model.json`` records - so a run on a fresh machine picks up
+where the last one stopped: same weights (the averaged ones, with EMA), same epoch, step and minute counts,
+hence the same place on the learning-rate cosine. Only Adam's moment estimates start afresh (they are not
+exported; Adam's bias correction makes the first steps small anyway).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import tensorflow as tf
 
 from aeops import __version__
 from aeops.config import TrainConfig
+from aeops.errors import ConfigError
 from aeops.model import data, losses
 from aeops.model.architecture import build_autoencoder
 from aeops.progress import clock, is_terminal
@@ -63,20 +70,47 @@ def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir:
     os.makedirs(checkpoints, exist_ok=True)
     progress = Progress(os.path.join(checkpoints, PROGRESS), config)
     backup = keras.callbacks.BackupAndRestore(checkpoints, double_checkpoint=True, delete_checkpoint=False)
+    continued = progress.fresh and config.init_from is not None
+    if continued:
+        progress.continue_from(initialise(network, config), config.init_from)
     if progress.remaining_s() <= 0:
         # The budget was spent by earlier runs: nothing to train, restore the weights and (re-)export.
-        network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state too
-        network.load_weights(os.path.join(checkpoints, "latest.weights.h5"))
-        network.optimizer.finalize_variable_values(network.trainable_variables)  # the average, as fit() ends
+        if not continued:
+            network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state too
+            network.load_weights(os.path.join(checkpoints, "latest.weights.h5"))
+            network.optimizer.finalize_variable_values(network.trainable_variables)  # the average, as fit() ends
         return progress.state | {"stopped": f"the time budget of {config.max_minutes:g} min was already spent"}
     board = keras.callbacks.TensorBoard(os.path.join(model_dir, LOGS), update_freq="epoch", write_graph=False)
     callbacks = [backup, CosineSchedule(progress, config), progress, board]
     if config.ema_momentum is not None:
         callbacks.insert(0, keras.callbacks.SwapEMAWeights())  # validation scores the averaged weights
+    # A checkpoint restores Keras' epoch counter itself; a run continued from an export starts where it ended.
     with progress.stop_on_interrupt():
         network.fit(train, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, validation_data=validation,
-                    callbacks=callbacks, verbose=0, shuffle=False)
+                    callbacks=callbacks, verbose=0, shuffle=False, initial_epoch=progress.state["epochs_done"])
     return progress.state | {"stopped": progress.why_stopped()}
+
+
+def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any]:
+    """Load the weights of the exported model ``config.init_from`` into ``network``; returns its metadata.
+
+    The SavedModel's variables are a TensorFlow checkpoint of the exported module, whose ``network`` is a
+    network of the same builder: object-based restore matches them by place, and every variable must match.
+    """
+    from aeops.model import load_metadata
+
+    if not tf.io.gfile.exists(os.path.join(config.init_from, "saved_model.pb")):
+        raise ConfigError(f"init_from {config.init_from!r}: no saved_model.pb there; name a model 'aeops train' exported")
+    metadata = load_metadata(config.init_from)
+    architecture = {k: metadata.get("architecture", {}).get(k) for k in config.model.model_dump()}
+    if architecture != config.model.model_dump():
+        raise ConfigError(f"init_from {config.init_from!r}: its architecture is {architecture}, the config's "
+                          f"model is {config.model.model_dump()}; set model.* to match it")
+    exported = build_autoencoder(**config.model.model_dump())  # uncompiled: no optimizer to match
+    prefix = os.path.join(config.init_from, "variables", "variables")
+    tf.train.Checkpoint(network=exported).read(prefix).assert_existing_objects_matched()
+    network.set_weights(exported.get_weights())
+    return metadata
 
 
 class Progress(keras.callbacks.Callback):
@@ -88,7 +122,8 @@ class Progress(keras.callbacks.Callback):
         super().__init__()
         self.path, self.config = path, config
         self.state = {"epochs_done": 0, "steps_done": 0, "train_seconds": 0.0, "history": []}
-        if os.path.exists(path):
+        self.fresh = not os.path.exists(path)
+        if not self.fresh:
             with open(path) as handle:
                 self.state = json.load(handle)
         self.started, self.steps = time.monotonic(), 0
@@ -121,6 +156,15 @@ class Progress(keras.callbacks.Callback):
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def continue_from(self, metadata: dict[str, Any], source: str) -> None:
+        """Start the counts where the exported model's training ended."""
+        done = metadata.get("training", {})
+        self.state.update(epochs_done=done.get("epochs_done", 0), steps_done=done.get("steps_done", 0),
+                          train_seconds=60.0 * done.get("train_minutes", 0.0), continued_from=source)
+        self.started, self.spent_before = time.monotonic(), self.state["train_seconds"]
+        print(f"train: continuing {source} after epoch {self.state['epochs_done']} "
+              f"({self.spent_before / 60:.1f} of {self.config.max_minutes:g} min spent)", flush=True)
 
     def elapsed_s(self) -> float:
         return self.spent_before + time.monotonic() - self.started
@@ -207,7 +251,8 @@ def metadata(config: TrainConfig, shards: data.Shards, progress: dict[str, Any],
     return {
         "training": {"config": config.model_dump(mode="json"), "device": device,
                      "epochs_done": progress["epochs_done"], "steps_done": progress["steps_done"],
-                     "train_minutes": round(progress["train_seconds"] / 60, 2)},
+                     "train_minutes": round(progress["train_seconds"] / 60, 2)}
+        | ({"continued_from": progress["continued_from"]} if "continued_from" in progress else {}),
         "data": {"fingerprint": shards.fingerprint, "files": len(shards.paths), "bytes": shards.total_bytes,
                  "source": config.data or "aeops.sample (embedded sample set)"},
         "metrics": {k: last[k] for k in ("loss", "psnr", "val_loss", "val_psnr") if k in last}
