@@ -15,7 +15,6 @@ settles that, as in FFDNet, and costs a few milliseconds.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
 MAD_TO_SIGMA = 0.6745  # median(|N(0, s)|) = 0.6745 s
@@ -27,19 +26,20 @@ def multiple(depth: int) -> int:
     return 2**depth
 
 
-def estimate_noise(images: tf.Tensor) -> tf.Tensor:
+def estimate_noise(images):
     """Gaussian noise std of each image of a float ``(b, h, w, c)`` batch in [0, 1] -> ``(b, 1)``, same scale.
 
     Donoho's estimator: the median absolute coefficient of the finest diagonal Haar band, over all channels,
     divided by 0.6745. Image structure barely reaches that band, noise fills it evenly, and the median
-    ignores the edges that do reach it.
+    ignores the edges that do reach it. Written in ``keras.ops``, so the TensorFlow export and tf.data input
+    and a JAX training run (:mod:`aeops.model.jax_training`) compute the same number.
     """
-    images = tf.cast(images, tf.float32)
-    height, width = tf.shape(images)[1] // 2 * 2, tf.shape(images)[2] // 2 * 2
-    x = images[:, :height, :width]
+    images = ops.cast(images, "float32")
+    shape = ops.shape(images)
+    x = images[:, : shape[1] // 2 * 2, : shape[2] // 2 * 2]
     diagonal = (x[:, 0::2, 0::2] - x[:, 0::2, 1::2] - x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) / 2.0
-    flat = tf.reshape(tf.abs(diagonal), [tf.shape(x)[0], -1])
-    median = tf.sort(flat, axis=1)[:, tf.shape(flat)[1] // 2]
+    flat = ops.reshape(ops.abs(diagonal), (shape[0], -1))
+    median = ops.sort(flat, axis=1)[:, ops.shape(flat)[1] // 2]
     return median[:, None] / MAD_TO_SIGMA
 
 
@@ -94,6 +94,8 @@ def _convs(x, channels: int, blocks: int, name: str):
 def flops_per_pixel(network: keras.Model, side: int = 256) -> float:
     """Floating-point operations per input pixel of one forward pass, counted by TensorFlow's profiler on
     the traced graph of a ``side`` x ``side`` image (convolutions, transposed ones, biases, activations)."""
+    import tensorflow as tf
+
     spec = [tf.TensorSpec([1, side, side, 3]), tf.TensorSpec([1, 1])]
     graph = tf.function(lambda images, noise: network([images, noise], training=False)).get_concrete_function(*spec).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()

@@ -28,6 +28,7 @@ from aeops.config import TrainConfig
 from aeops.errors import DecodeError, UsageError
 from aeops.model.architecture import estimate_noise
 from aeops.model.corruption import add_noise, corrupt, quantize
+from aeops.model.split import split_fraction
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,6 @@ def pack_sample(path: str, image_feature: str = schema.IMAGE) -> str:
         tfrecord.write_records(stream, (schema.serialize({image_feature: schema.bytes_feature(p.read_bytes())})
                                         for p in sample_paths()))
     return path
-
-
-def split_fraction(key: bytes) -> float:
-    """A key's place in [0, 1): the first 8 bytes of its SHA-256. Below ``validation_fraction`` = validation."""
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2.0**64
 
 
 def records(shards: Shards, image_feature: str = schema.IMAGE, key_feature: str | None = schema.KEY) -> tf.data.Dataset:
