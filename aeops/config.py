@@ -200,6 +200,9 @@ class CorruptionConfig(Strict):
     jpeg_quality: Range(1, 100) = (30.0, 95.0)
     blur_p: float = Field(0.1, ge=0, le=1)
     blur_sigma: Range(0, 10) = (0.3, 1.2)
+    clean_p: float = Field(0.0, ge=0, le=1, description=(
+        "share of samples given no noise (blur and JPEG still apply): the identity on clean and lightly "
+        "compressed photographs is then taught, not merely hoped for"))
 
 
 class TrainConfig(Strict):

@@ -80,6 +80,22 @@ def test_corruption_is_seeded_and_on_the_8_bit_grid():
     assert a.shape == _clean().shape and 0 <= a.numpy().min() and a.numpy().max() <= 1
 
 
+def test_clean_share_leaves_samples_without_noise_and_the_rest_as_before():
+    seeds = [tf.constant([5, i], tf.int64) for i in range(40)]
+    noisy_only = CorruptionConfig(sigma=(20, 40), jpeg_p=0, blur_p=0)
+    with_clean = CorruptionConfig(sigma=(20, 40), jpeg_p=0, blur_p=0, clean_p=0.5)
+    clean = _clean()
+    kept = [np.array_equal(corruption.corrupt(clean, s, with_clean).numpy(), corruption.quantize(clean).numpy())
+            for s in seeds]
+    assert 10 <= sum(kept) <= 30  # about half, drawn per sample
+    for s, untouched in zip(seeds, kept):
+        if not untouched:  # the noisy ones are exactly what they were without clean_p
+            np.testing.assert_array_equal(corruption.corrupt(clean, s, with_clean).numpy(),
+                                          corruption.corrupt(clean, s, noisy_only).numpy())
+    assert not any(np.array_equal(corruption.corrupt(clean, s, noisy_only).numpy(), corruption.quantize(clean).numpy())
+                   for s in seeds)
+
+
 def test_noise_level_follows_sigma():
     clean = tf.fill((128, 128, 3), 0.5)
     noisy = corruption.corrupt(clean, tf.constant([1, 2], tf.int64), CorruptionConfig(sigma=(25, 25), jpeg_p=0, blur_p=0))

@@ -5,6 +5,10 @@ Per sample, in this order (the order a camera pipeline applies them): an optiona
 so one network is blind to the noise level), then optional JPEG re-compression of the noisy image,
 then quantisation to 8 bits, as every image the model will ever see arrives as uint8.
 
+A share ``clean_p`` of the samples gets no noise at all: a uniform sigma in [0, 55] almost never draws the
+sigma-0 input a clean dataset is made of, and a model that never saw one smooths clean texture as if it
+were noise. With ``jpeg_p`` some of those become the lightly compressed photographs most clean images are.
+
 All randomness is stateless and driven by an explicit ``seed`` tensor of shape ``[2]``, so a training
 run is reproducible and validation sees the same corruption every epoch.
 """
@@ -16,6 +20,7 @@ import tensorflow as tf
 from aeops.config import CorruptionConfig
 
 BLUR_RADIUS = 3  # a 7-tap kernel covers blur sigmas up to ~1.2 px without truncation artefacts
+CLEAN_STREAM = 7  # folded into a sample's seed for the clean_p draw
 
 
 def corrupt(clean: tf.Tensor, seed: tf.Tensor, config: CorruptionConfig) -> tf.Tensor:
@@ -26,6 +31,9 @@ def corrupt(clean: tf.Tensor, seed: tf.Tensor, config: CorruptionConfig) -> tf.T
         blur_sigma = _uniform(seeds[0], config.blur_sigma)
         image = tf.cond(_chance(seeds[1], config.blur_p), lambda: gaussian_blur(image, blur_sigma), lambda: image)
     sigma = _uniform(seeds[2], config.sigma) / 255.0
+    if config.clean_p > 0:  # its own seed, folded in, so the other draws stay what they were without it
+        sigma = tf.where(_chance(tf.random.experimental.stateless_fold_in(seed, CLEAN_STREAM), config.clean_p),
+                         0.0, sigma)
     image = image + sigma * tf.random.stateless_normal(tf.shape(image), seeds[3])
     image = tf.clip_by_value(image, 0.0, 1.0)
     if config.jpeg_p > 0:

@@ -71,7 +71,8 @@ def corrupted_pair(image: np.ndarray, config: TrainConfig, rng: np.random.Genera
     noisy = clean
     if rng.random() < corruption.blur_p:
         noisy = cv2.GaussianBlur(noisy, (7, 7), rng.uniform(*corruption.blur_sigma), borderType=cv2.BORDER_REFLECT)
-    noisy = np.clip(noisy + rng.normal(0, rng.uniform(*corruption.sigma) / 255.0, noisy.shape), 0, 1)
+    sigma = 0.0 if rng.random() < corruption.clean_p else rng.uniform(*corruption.sigma)
+    noisy = np.clip(noisy + rng.normal(0, sigma / 255.0, noisy.shape), 0, 1)
     if rng.random() < corruption.jpeg_p:
         quality = int(round(rng.uniform(*corruption.jpeg_quality)))
         noisy = codec.decode(codec.encode(np.rint(noisy * 255).astype(np.uint8), "jpeg", quality=quality)) / 255.0
