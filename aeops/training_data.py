@@ -25,7 +25,7 @@ import csv
 import hashlib
 import io
 import math
-import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, fields
@@ -101,7 +101,7 @@ def unpack(deb: Path, unpacked: Path) -> Path:
     target = unpacked / deb.name.split("_")[0]
     if not target.is_dir():
         tmp = target.with_name(target.name + ".tmp")
-        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted unpack left
         subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
         tmp.rename(target)
     return target
