@@ -51,6 +51,22 @@ def test_signature_declares_the_contract(serve):
     assert list(fn.structured_outputs) == ["reconstruction"]
 
 
+def test_known_noise_signature_takes_sigma_and_serving_default_stays_blind(serve):
+    loaded, blind = serve
+    known = loaded.signatures["known_noise"]
+    images = np.random.default_rng(4).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
+    sigma = tf.constant([0.0, 25.0])
+    told = known(images=tf.constant(images), sigma=sigma)["reconstruction"]
+    assert told.dtype == tf.uint8 and told.shape == images.shape
+    from aeops.model.architecture import estimate_noise
+
+    estimate = estimate_noise(tf.constant(images, tf.float32) / 255.0)[:, 0] * 255.0
+    same = known(images=tf.constant(images), sigma=estimate)["reconstruction"].numpy().astype(int)
+    assert np.abs(same - blind(images=tf.constant(images))["reconstruction"].numpy().astype(int)).max() <= 1
+    assert not np.array_equal(told.numpy(), same)  # the level given is the level used
+    assert set(blind.structured_input_signature[1]) == {"images"}  # CONTRACT §5 unchanged
+
+
 def test_grayscale_fed_as_rgb_restores_each_channel(serve):
     _, fn = serve
     gray = np.random.default_rng(1).integers(0, 256, (1, 33, 47, 1), dtype=np.uint8)

@@ -21,6 +21,7 @@ from aeops.model import METADATA
 from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
 
 FORMAT = "aeops-denoiser/1"
+KNOWN_NOISE = "known_noise"  # the optional second signature: the noise level given, not estimated
 MIN_SIDE, MAX_SIDE = 8, 4096
 # Images above WHOLE_PIXELS are restored in TILE-pixel tiles that each see OVERLAP more pixels of context on
 # every side: a 4096x4096 image in one pass would hold gigabytes of activations, more than a small worker has.
@@ -88,9 +89,21 @@ class Denoiser(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve(self, images):
+        """CONTRACT §5: blind, the noise level estimated from each whole image."""
+        return self._restore(images, estimate_noise(tf.cast(images, tf.float32) / 255.0))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+                                  tf.TensorSpec([None], tf.float32, name="sigma")])
+    def serve_known_noise(self, images, sigma):
+        """The second signature, ``known_noise``: told each image's Gaussian sigma (0-255 scale) instead of
+        estimating it - when the pipeline added the noise itself, its lineage holds the exact value, and
+        ``sigma = 0`` says "clean", which the estimate misreads on dense texture."""
+        return self._restore(images, sigma[:, None] / 255.0)
+
+    def _restore(self, images, noise):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = tf.cast(images, tf.float32) / 255.0
-        y = restore(self.network, pad_to_multiple(x, self.m), estimate_noise(x))[:, :height, :width, :]
+        y = restore(self.network, pad_to_multiple(x, self.m), noise)[:, :height, :width, :]
         y = tf.round(tf.clip_by_value(tf.cast(y, tf.float32), 0.0, 1.0) * 255.0)
         return {"reconstruction": tf.cast(y, tf.uint8)}
 
@@ -111,12 +124,14 @@ def export(network: keras.Model, architecture: dict[str, Any], model_dir: str, m
     """Write the SavedModel and ``aeops_model.json`` into ``model_dir``; returns the model's sha256."""
     network = float32_copy(network, architecture)
     module = Denoiser(network, multiple(architecture["depth"]))
-    tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve,
+                                                       KNOWN_NOISE: module.serve_known_noise})
     digest = model_sha256(model_dir)
     full = {
         "format": FORMAT,
         "signature": {"name": "serving_default", "input": "images", "output": "reconstruction",
-                      "dtype": "uint8", "min_side": MIN_SIDE, "max_side": MAX_SIDE},
+                      "dtype": "uint8", "min_side": MIN_SIDE, "max_side": MAX_SIDE,
+                      "also": {KNOWN_NOISE: "images uint8 + sigma float32 [batch], 0-255 scale"}},
         "architecture": {"builder": "aeops.model.architecture.build_autoencoder", **architecture,
                          "multiple": multiple(architecture["depth"]), "parameters": int(network.count_params())},
         **metadata,
