@@ -38,8 +38,9 @@ WEIGHTS, RECORD = "network.weights.h5", "training.json"
 LOSSES = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}  # the others are written in TensorFlow
 
 
-def read_images(pattern: str, validation_fraction: float) -> list[np.ndarray]:
-    """The decoded training images of the shards (the validation share left out, by key hash)."""
+def read_images(pattern: str, config: TrainConfig) -> list[np.ndarray]:
+    """The decoded training images of the shards, under the config's schema (the validation share left out,
+    by key hash)."""
     from aeops import codec, schema, tfrecord
     from aeops.model.split import split_fraction
 
@@ -47,8 +48,8 @@ def read_images(pattern: str, validation_fraction: float) -> list[np.ndarray]:
     for path in sorted(glob.glob(pattern)):
         with open(path, "rb") as stream:
             for serialized in tfrecord.read_records(stream, tfrecord.is_gzip(path)):
-                record = schema.parse(serialized)
-                if split_fraction(record.key) >= validation_fraction:
+                record = schema.parse(serialized, config.schema.image, config.schema.key)
+                if split_fraction(record.key) >= config.validation_fraction:
                     images.append(codec.decode(record.image))
     if not images:
         raise SystemExit(f"--data {pattern!r}: no training images there")
@@ -110,7 +111,7 @@ def train(config: TrainConfig, data: str, out: Path, steps: int) -> dict:
     network.compile(optimizer=optimizer, loss=LOSSES[config.loss])
     started = time.monotonic()
     # Each continuation draws new crops: seeded by the steps already done.
-    history = network.fit(batches(read_images(data, config.validation_fraction), config,
+    history = network.fit(batches(read_images(data, config), config,
                                   config.seed + record["steps_done"]),
                           steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     if ema:
