@@ -220,7 +220,8 @@ def evaluate(images, conditions_: list[Condition], methods: dict[str, Callable |
             rows.append({"condition": condition.name, "kind": condition.kind, "level": condition.level,
                          "method": name, "psnr": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
                          "ssim": float(np.mean([s[1] for s in scores])),
-                         "ms_per_image": {} if method is None else {thread_label(threads): 1000.0 * seconds / len(images)},
+                         "ms_per_image": {} if method is None else
+                         {thread_label(threads): 1000.0 * seconds / len(images)},
                          "per_image": {image_name: {"psnr": round(p, 3), "ssim": round(q, 4)}
                                        for (image_name, _), (p, q) in zip(images, scores)}})
     return rows

@@ -81,7 +81,8 @@ def report(result: dict) -> str:
         return f"{a['ms_per_image'][threads] / b['ms_per_image'][threads]:.2f}×"
 
     lines.append(f"At σ = {FOCUS:g}: model − NLM = **{model['psnr'] - nlm['psnr']:+.2f} dB**, the model's time "
-                 f"**{ratio(model, nlm, 'all')}** NLM's with every core and **{ratio(model, nlm, '1')}** on one thread.")
+                 f"**{ratio(model, nlm, 'all')}** NLM's with every core and "
+                 f"**{ratio(model, nlm, '1')}** on one thread.")
     if (focus, "cbm3d") in rows:
         cbm3d = rows[(focus, "cbm3d")]
         lines[-1] += (f" Model − CBM3D = **{model['psnr'] - cbm3d['psnr']:+.2f} dB**, "

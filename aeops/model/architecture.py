@@ -97,7 +97,8 @@ def flops_per_pixel(network: keras.Model, side: int = 256) -> float:
     import tensorflow as tf
 
     spec = [tf.TensorSpec([1, side, side, 3]), tf.TensorSpec([1, 1])]
-    graph = tf.function(lambda images, noise: network([images, noise], training=False)).get_concrete_function(*spec).graph
+    forward = tf.function(lambda images, noise: network([images, noise], training=False))
+    graph = forward.get_concrete_function(*spec).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / side**2

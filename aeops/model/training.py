@@ -100,7 +100,8 @@ def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any]:
     from aeops.model import load_metadata
 
     if not tf.io.gfile.exists(os.path.join(config.init_from, "saved_model.pb")):
-        raise ConfigError(f"init_from {config.init_from!r}: no saved_model.pb there; name a model 'aeops train' exported")
+        raise ConfigError(f"init_from {config.init_from!r}: no saved_model.pb there; "
+                          "name a model 'aeops train' exported")
     metadata = load_metadata(config.init_from)
     architecture = {k: metadata.get("architecture", {}).get(k) for k in config.model.model_dump()}
     if architecture != config.model.model_dump():
