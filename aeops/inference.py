@@ -48,6 +48,25 @@ class Restorer:
         return self.serve(images=batch)["reconstruction"].numpy()
 
 
+class Failure(NamedTuple):
+    """What the handler returns in place of a restored image the model failed on: ``Type: message``."""
+
+    reason: str
+
+
+def error_line(error: BaseException) -> str:
+    """``Type: the line of its message that says what went wrong``.
+
+    TensorFlow's messages start with "Graph execution error:" and the Python stack of the failing node;
+    the last line that is not a node, op or stack reference is the one naming the failure.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines
+              if not line.startswith(("[[", "Graph execution error", "Detected at node", "File "))]
+    text = (useful or lines or [""])[-1]
+    return f"{type(error).__name__}: {text.split(' [Op:', 1)[0].split('[[', 1)[0].strip()}"
+
+
 class Restorable(NamedTuple):
     """An image and whether the model should restore it (``inference.fraction`` picks, by a stable hash).
 
@@ -61,9 +80,12 @@ class Restorable(NamedTuple):
 
 
 class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restorer]):
-    """:class:`Restorable` in; ``PredictionResult(example=image, inference=restored uint8 (H, W, 3) or None)``.
+    """:class:`Restorable` in; ``PredictionResult(example=image, inference=restored uint8 (H, W, 3), None
+    when not picked, or a :class:`Failure`)``.
 
-    One model per worker process, shared by its threads (RunInference's ``shared.Shared`` handle).
+    One model per worker process, shared by its threads (RunInference's ``shared.Shared`` handle). When
+    the model fails on a sub-batch, its images are retried one by one, so that only the image the model
+    rejects fails and its batch-mates are restored as if they had been batched without it.
     """
 
     def __init__(
@@ -119,15 +141,25 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             if item.restore:
                 groups[bucket_shape(item.image.shape, self.pad_multiple)].append(index)
         for (height, width), indices in groups.items():
-            images = [batch[i].image for i in indices]
-            restored = model(np.stack([pad_to(image, height, width) for image in images]))
-            for row, (i, image) in enumerate(zip(indices, images)):
-                crop = np.ascontiguousarray(restored[row, : image.shape[0], : image.shape[1]])
-                results[i] = PredictionResult(image, crop)
-                self._real.inc(image.shape[0] * image.shape[1])
-            self._padded.inc(len(indices) * height * width)
-            self._batches.update(len(indices))
+            try:
+                self._restore(batch, indices, height, width, model, results)
+            except Exception:  # noqa: BLE001 - which image failed is found by retrying each alone
+                for i in indices:
+                    try:
+                        self._restore(batch, [i], height, width, model, results)
+                    except Exception as alone:  # noqa: BLE001 - this image is the culprit
+                        results[i] = PredictionResult(batch[i].image, Failure(error_line(alone)))
         return results
+
+    def _restore(self, batch, indices: list[int], height: int, width: int, model: Restorer, results: list) -> None:
+        """One model call on ``batch[indices]``, padded to (height, width); results cropped back into place."""
+        images = [batch[i].image for i in indices]
+        restored = model(np.stack([pad_to(image, height, width) for image in images]))
+        for row, (i, image) in enumerate(zip(indices, images)):
+            results[i] = PredictionResult(image, np.ascontiguousarray(restored[row, : image.shape[0], : image.shape[1]]))
+            self._real.inc(image.shape[0] * image.shape[1])
+        self._padded.inc(len(indices) * height * width)
+        self._batches.update(len(indices))
 
     def get_num_bytes(self, batch: Sequence[Restorable]) -> int:
         return sum(item.image.nbytes for item in batch)

@@ -29,7 +29,7 @@ from aeops.accounting import DeadTally, Stats, StatsCombine, publish_gate, raise
 from aeops.config import PipelineConfig
 from aeops.draw import draw
 from aeops.errors import AeopsError, DecodeError, RecordError
-from aeops.inference import NAMESPACE, ImageRestorationHandler, Restorable
+from aeops.inference import NAMESPACE, Failure, ImageRestorationHandler, Restorable
 from aeops.ops import Targets, augment, build
 from aeops import progress as progress_files
 from aeops.publish import MANIFEST, Publisher
@@ -227,6 +227,16 @@ def _failed_batch(element: tuple[list, BaseException]):
         yield dead
 
 
+def _unpack(variant: Variant, result):
+    """(Variant, image, restored or None), or the dead letter of an image the model failed on alone."""
+    if isinstance(result.inference, Failure):
+        dead = Dead(variant.record, variant.source, "infer", result.inference.reason[:1000], 1)
+        dead_counter(dead).inc()
+        yield beam.pvalue.TaggedOutput(DEAD, dead)
+    else:
+        yield variant, result.example, result.inference
+
+
 class Restore(beam.PTransform):
     """(Variant, image) -> (Variant, image, restored or None): the autoencoder through RunInference.
 
@@ -260,9 +270,10 @@ class Restore(beam.PTransform):
             | "MarkSelected" >> beam.MapTuple(lambda variant, image: (variant, Restorable(image, variant.restore)))
             | "RunInference" >> RunInference(handler).with_exception_handling()
         )
-        restored = results | "Unpack" >> beam.MapTuple(lambda v, result: (v, result.example, result.inference))
-        dead = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
-        return {"restored": restored, DEAD: dead}
+        unpacked = results | "Unpack" >> beam.FlatMapTuple(_unpack).with_outputs(DEAD, main="restored")
+        failed = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
+        dead = (unpacked[DEAD], failed) | "InferenceFailures" >> beam.Flatten()
+        return {"restored": unpacked.restored, DEAD: dead}
 
 
 # --- encode --------------------------------------------------------------------------------------

@@ -37,3 +37,25 @@ def tiny_model_dir(tmp_path_factory) -> str:
     model_dir = tmp_path_factory.mktemp("tiny_model")
     assert train.run(tiny_args(model_dir)) == 0
     return str(model_dir)
+
+
+REJECTED_HEIGHT = 32
+
+
+@pytest.fixture(scope="session")
+def one_size_rejecting_model(tmp_path_factory) -> str:
+    """A real SavedModel that returns its input but fails (``InvalidArgumentError``) on batches
+    :data:`REJECTED_HEIGHT` pixels high, the way a model with a size limit fails on one image."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images):
+        tf.debugging.assert_none_equal(tf.shape(images)[1], REJECTED_HEIGHT,
+                                       message=f"this model rejects images {REJECTED_HEIGHT} pixels high")
+        return {"reconstruction": tf.identity(images)}
+
+    module = tf.Module()
+    module.serve = serve
+    path = tmp_path_factory.mktemp("one_size_rejecting_model")
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    return str(path)

@@ -274,35 +274,16 @@ def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
     assert manifest["metrics"]["restored"] == len(outputs) == manifest["records_out"] == 10
 
 
-@pytest.fixture
-def wrong_signature_model(tmp_path):
-    """A real SavedModel whose ``serving_default`` wants ``pixels``, not ``images``: every batch fails in RunInference."""
-    import tensorflow as tf
-
-    class Wrong(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")])
-        def serve(self, pixels):
-            return {"reconstruction": pixels}
-
-    module = Wrong()
-    path = tmp_path / "wrong-model"
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return str(path)
-
-
-def test_inference_failures_are_dead_letters_per_variant(mixed_input, tmp_path, wrong_signature_model):
+def test_a_failed_batch_dead_letters_only_the_image_the_model_rejects(mixed_input, tmp_path, one_size_rejecting_model):
+    """Batches mix 30x40 images (padded to 32 high: rejected) with 47x33 and 64x64 ones (padded to 64x64)."""
     pattern, _ = mixed_input
     root = tmp_path / "out"
-    with pytest.raises(AeopsError, match="not published: no output"):  # every output failed: the gate holds
-        run(pattern, root, "--model-dir", wrong_signature_model, "--set", "augment.variants=1",
-            "--set", "inference.model_copies=1")
-    assert not (root / "LATEST").exists()
-    (version,) = [p.name for p in root.glob("v-*")]
-    _, manifest, outputs, dead = read_version(root, version)
-    entries = [schema.parse_dead_letter(d) for d in dead]
-    infer = [e for e in entries if e["stage"] == "infer"]
-    assert outputs == [] and len(infer) == (2 + 3) * 2  # every variant of every good record, one row each
-    assert all(e["variants"] == 1 and e["reason"].split(":")[0] in ("TypeError", "ValueError", "InvalidArgumentError")
-               for e in infer), infer[0]["reason"]
-    assert manifest["dead_letter"]["by_stage"]["infer"] == len(infer)
-    assert manifest["records_in"] * 2 == manifest["dead_letter"]["variants"]
+    assert run(pattern, root, "--model-dir", one_size_rejecting_model, "--set", "augment.variants=1",
+               "--set", "inference.min_batch_size=8", "--set", "inference.max_batch_size=16") == 0
+    _, manifest, outputs, dead = read_version(root)
+    infer = [schema.parse_dead_letter(d) for d in dead if schema.parse_dead_letter(d)["stage"] == "infer"]
+    sizes = [codec.decode(schema.parse(e["record"]).image).shape[:2] for e in infer]
+    assert sizes == [(30, 40)] * 4  # two 30x40 records x (original + 1 variant); nothing else
+    assert len(outputs) == manifest["records_out"] == 6 and manifest["metrics"]["restored"] == 6
+    assert all(e["reason"].startswith("InvalidArgumentError: ") and "rejects images 32 pixels high" in e["reason"]
+               and "\n" not in e["reason"] for e in infer), infer[0]["reason"]
