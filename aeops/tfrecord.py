@@ -5,7 +5,9 @@ Beam's ``ReadFromTFRecord`` raises on a bad CRC or a short read and fails the jo
 ``ignore_errors`` silently drops the rest of the file; this reader instead yields every intact record
 and a :class:`Frame` carrying the error and byte offset where the damage is. After a bad *data* CRC the
 length is still trusted and reading goes on; after a bad *length* CRC or a short read nothing further
-can be framed, so that frame is the last.
+can be framed, so that frame is the last. The length is never trusted for memory: a length beyond
+:data:`MAX_RECORD_BYTES` is damage, and a body is read in chunks, so a header claiming more than the
+file holds costs what the file holds, not what the header claims.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import google_crc32c
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
 _MASK_DELTA = 0xA282EAD8
+# A serialized protobuf message (a tf.train.Example) cannot exceed 2 GiB: a longer record is a damaged length.
+MAX_RECORD_BYTES = 2**31
+_CHUNK = 16 << 20
 
 
 def masked_crc(data: bytes) -> int:
@@ -62,8 +67,12 @@ def read_frames(stream: BinaryIO, gzipped: bool = False) -> Iterator[Frame]:
         if masked_crc(header[:8]) != length_crc:
             yield Frame(offset, b"", "bad length CRC: the rest of the file cannot be framed")
             return
+        if length > MAX_RECORD_BYTES:
+            yield Frame(offset, b"", f"record length {length} exceeds {MAX_RECORD_BYTES} bytes: the rest of the "
+                                     "file cannot be framed")
+            return
         try:
-            body = stream.read(length + _FOOTER.size)
+            body = read_up_to(stream, length + _FOOTER.size)
         except (EOFError, OSError, zlib.error) as exc:
             yield Frame(offset, b"", f"unreadable compressed stream: {exc}")
             return
@@ -75,6 +84,17 @@ def read_frames(stream: BinaryIO, gzipped: bool = False) -> Iterator[Frame]:
         error = None if masked_crc(data) == data_crc else "bad data CRC"
         yield Frame(offset, data, error)
         offset += _HEADER.size + len(body)
+
+
+def read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """At most ``size`` bytes, read in chunks: a file shorter than ``size`` allocates only what it holds."""
+    if size <= _CHUNK:
+        return stream.read(size)
+    parts = []
+    while size > 0 and (part := stream.read(min(size, _CHUNK))):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def read_records(stream: BinaryIO, gzipped: bool = False) -> Iterator[bytes]:

@@ -84,6 +84,22 @@ def test_bad_records_land_in_the_dead_letter_and_counts_reconcile(mixed_input, t
     assert "13 in x 3 variants" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("suffix", [".tfrecord", ".tfrecord.gz"])
+def test_a_length_header_claiming_2_to_the_60_bytes_is_a_read_dead_letter_and_the_job_goes_on(tmp_path, suffix):
+    from tests.test_tfrecord import shard_with_a_lying_header
+
+    offset = shard_with_a_lying_header(tmp_path / f"in-0{suffix}", 2**60, suffix.endswith(".gz"))
+    shards.write(tmp_path / "in-1.tfrecord", [shards.example(image) for image in shards.good_images()])
+    root = tmp_path / "out"
+    assert run(tmp_path / "in-*", root, "--set", "inference.enabled=false", "--set", "augment.variants=1") == 0
+    _, manifest, outputs, dead = read_version(root)
+    (entry,) = [schema.parse_dead_letter(d) for d in dead]
+    assert entry["stage"] == "read" and entry["source"].endswith(f"in-0{suffix}")
+    assert entry["reason"].startswith("damaged_shard: record length 1152921504606846976 exceeds")
+    assert entry["reason"].endswith(f"at byte {offset}")
+    assert manifest["records_in"] == 2 + 3 + 1 and len(outputs) == (2 + 3) * 2
+
+
 def test_outputs_carry_lineage_that_replays_exactly(mixed_input, tmp_path):
     pattern, _ = mixed_input
     root = tmp_path / "out"

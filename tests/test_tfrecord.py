@@ -1,0 +1,55 @@
+"""The hand-written TFRecord reader: a length header that lies costs a dead letter, never the memory it claims."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from aeops import tfrecord
+from tests import shards
+
+
+def lying_header(length: int) -> bytes:
+    """A record header claiming ``length`` bytes, with a valid length CRC: only the length itself is wrong."""
+    packed = struct.pack("<Q", length)
+    return packed + struct.pack("<I", tfrecord.masked_crc(packed))
+
+
+def shard_with_a_lying_header(path, length: int, gzipped: bool) -> int:
+    """Two good records, then a header claiming ``length`` bytes and a few bytes; returns the header's offset."""
+    good = [shards.example(image) for image in shards.good_images()[:2]]
+    head = b"".join(tfrecord.frame(r) for r in good)
+    data = head + lying_header(length) + b"only a few bytes follow"
+    path.write_bytes(gzip.compress(data, mtime=0) if gzipped else data)
+    return len(head)
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("length", [2**60, 2**31 + 1, 1 << 30], ids=["2^60", "over-2GiB", "1GiB-in-a-small-file"])
+def test_a_length_beyond_the_bound_or_the_file_is_one_damaged_frame(tmp_path, gzipped, length):
+    path = tmp_path / ("lying.tfrecord" + (".gz" if gzipped else ""))
+    offset = shard_with_a_lying_header(path, length, gzipped)
+    with open(path, "rb") as stream:
+        frames = list(tfrecord.read_frames(stream, gzipped))
+    assert [f.error is None for f in frames] == [True, True, False]
+    assert frames[-1].offset == offset
+    assert ("exceeds" if length > tfrecord.MAX_RECORD_BYTES else "truncated record") in frames[-1].error
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_reading_a_lying_header_allocates_what_the_file_holds_not_what_it_claims(tmp_path, gzipped):
+    """In a child limited to 512 MiB of address space: a 1 GiB read would raise MemoryError there."""
+    path = tmp_path / ("lying.tfrecord" + (".gz" if gzipped else ""))
+    shard_with_a_lying_header(path, 1 << 30, gzipped)
+    script = (
+        "import resource, sys; from aeops import tfrecord\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
+        f"frames = list(tfrecord.read_frames(open(sys.argv[1], 'rb'), {gzipped}))\n"
+        "print(frames[-1].error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "truncated record" in result.stdout, result.stderr[-500:]
