@@ -8,6 +8,7 @@ which is several times faster than Pillow for JPEG/PNG/WebP here and determinist
 from __future__ import annotations
 
 import io
+import warnings
 
 import cv2
 import numpy as np
@@ -43,6 +44,9 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     - EXIF orientation is applied, so the array is the image as a viewer shows it.
     - Grayscale is replicated to three channels; palette and CMYK are converted to RGB.
     - 16-bit samples are scaled to 8 bits (``v / 257``), not clipped.
+    - Float samples (TIFF) are read by their range, as image tools read them: [0, 1] is black to white
+      (scikit-image, OpenCV, TIFF viewers), [0, 255] and [0, 65535] are 8- and 16-bit levels; NaN,
+      infinities or any other range cannot be read without guessing and raise :class:`CorruptImageError`.
     - Alpha is composited over white (:data:`ALPHA_BACKGROUND`), as a browser shows a transparent PNG,
       so transparent pixels never expose whatever colour happened to be stored under them.
     - Animated GIF/WebP and multi-page TIFF: the first frame.
@@ -59,6 +63,20 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
             raise CorruptImageError(f"corrupt {image.format} image: {message}") from None
         except (ValueError, SyntaxError, EOFError) as exc:
             raise CorruptImageError(f"corrupt {image.format} image: {exc}") from None
+
+
+def decode_quietly(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+    """:func:`decode`, and the category names of the warnings the image libraries raised while decoding.
+
+    Pillow warns through :mod:`warnings` about damage it reads past ("Truncated File Read", "Corrupt
+    EXIF data"); Python would print each with the library's source line, once per place, in the middle
+    of a job's output. Callers count them instead. ``catch_warnings`` swaps process-wide state: two
+    threads decoding at once may record each other's warnings, never print them.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = decode(data, max_pixels)
+    return image, [warning.category.__name__ for warning in caught]
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -86,7 +104,10 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        if mode == "F":
+            scale = _float_scale(values)
+        else:
+            scale = 257.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
         gray = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "P":
@@ -98,6 +119,18 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(background, image)
     array = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
     return np.ascontiguousarray(array)
+
+
+def _float_scale(values: np.ndarray) -> float:
+    """The divisor that maps float samples to 8 bits: by the range they lie in (see :func:`decode`)."""
+    if not np.isfinite(values).all():
+        raise CorruptImageError("float TIFF holds NaN or infinite samples: no brightness can be read from them")
+    low, high = float(values.min()), float(values.max())
+    for top, scale in ((1.0, 1 / 255), (255.0, 1.0), (65535.0, 257.0)):
+        if low >= 0 and high <= top:
+            return scale
+    raise CorruptImageError(f"float TIFF samples span [{low:g}, {high:g}], not [0, 1], [0, 255] or [0, 65535]: "
+                            "convert it to 8 or 16 bits, or to floats in [0, 1]")
 
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:

@@ -39,6 +39,7 @@ from aeops.seeding import variant_entropy
 DEAD = "dead"
 SAMPLE = "sample"
 STAGES = ("read", "decode", "augment", "infer", "encode")
+WARNINGS = "decode/warnings"  # counters of the library warnings decoding raised, by category
 
 
 class Dead(NamedTuple):
@@ -169,12 +170,14 @@ class _AugmentRecord(beam.DoFn):
         layout = config.schema
         try:
             record = schema.parse(serialized, layout.image, layout.key)
-            image = codec.decode(record.image, config.decode.max_pixels)
+            image, warned = codec.decode_quietly(record.image, config.decode.max_pixels)
             targets = spatial.read(record.example, layout, image.shape)
         except (RecordError, DecodeError) as error:
             yield self._dead(Dead.of(serialized, source, "decode", error, outputs))
             return
         self.decoded.inc()
+        for category in warned:
+            count(category, WARNINGS).inc()
         featured = featured_variant(record.key, config.augment.variants)
         first = 0 if config.augment.keep_original else 1
         for variant in range(first, config.augment.variants + 1):

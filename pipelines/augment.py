@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineState
 
@@ -27,6 +28,7 @@ from aeops.dataset_summary import describe
 from aeops.config import PipelineConfig
 from aeops.errors import AeopsError, UsageError
 from aeops.fingerprint import fingerprint, list_inputs, model_sha256, version_name
+from aeops.inference import NAMESPACE
 from aeops.progress import Meter
 from aeops.publish import MANIFEST, Publisher, PublishRaceError
 
@@ -176,7 +178,7 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
                 raise AeopsError(f"augment: Dataflow job {result.job_id()} ended {state}: its console link above "
                                  "shows why; LATEST is unchanged")
     print(summary(json.loads(storage.read_bytes(storage.join(root, folder, MANIFEST))), root, folder,
-                  time.monotonic() - started))
+                  time.monotonic() - started, decode_warnings(result)))
     return result
 
 
@@ -225,8 +227,21 @@ def translate(error: Exception) -> AeopsError:
     return AeopsError(f"augment: the pipeline failed: {type(error).__name__}: {lines[-1] if lines else ''}")
 
 
-def summary(manifest: dict, root: str, version: str, seconds: float | None = None) -> str:
-    """What a finished run says: the accounting, rates, the model, dead letters, the dataset, where things are."""
+def decode_warnings(result) -> dict[str, int]:
+    """How many library warnings decoding raised, by category: counted in the job, never printed by it."""
+    prefix = stages.WARNINGS + "/"
+    counts: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = counter.key.metric.name
+        if name.startswith(prefix):
+            counts[name[len(prefix):]] = counts.get(name[len(prefix):], 0) + (counter.committed or counter.attempted or 0)
+    return counts
+
+
+def summary(manifest: dict, root: str, version: str, seconds: float | None = None,
+            warned: dict[str, int] | None = None) -> str:
+    """What a finished run says: the accounting, rates, the model, dead letters, the library warnings counted
+    while decoding, the dataset, where things are."""
     dead = manifest["dead_letter"]
     metrics = manifest["metrics"]
     directory = storage.join(root, version)
@@ -244,6 +259,8 @@ def summary(manifest: dict, root: str, version: str, seconds: float | None = Non
         )
     for reason, n in sorted(dead["by_reason"].items()):
         lines.append(f"  dead      {reason}: {n}")
+    for category, n in sorted((warned or {}).items()):
+        lines.append(f"  warnings  {n} {category} from the image libraries while decoding (counted, not shown)")
     lines.append(describe(manifest.get("summary")))
     log = kept_log()
     if log:

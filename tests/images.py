@@ -44,3 +44,16 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def float_tiff(values) -> bytes:
+    """A one-channel 32-bit float TIFF (Pillow mode ``F``) holding ``values``."""
+    return pil_bytes(Image.fromarray(np.asarray(values, np.float32), "F"), "TIFF")
+
+
+def jpeg_with_corrupt_exif(image: np.ndarray) -> bytes:
+    """A JPEG whose EXIF names a 100-byte description where 10 bytes follow: Pillow warns while reading it."""
+    import struct
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 26) + struct.pack("<I", 0) + b"short text"
+    return pil_bytes(Image.fromarray(image), "JPEG", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd)

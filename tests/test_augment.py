@@ -100,6 +100,28 @@ def test_a_length_header_claiming_2_to_the_60_bytes_is_a_read_dead_letter_and_th
     assert manifest["records_in"] == 2 + 3 + 1 and len(outputs) == (2 + 3) * 2
 
 
+def test_float_tiffs_keep_their_brightness_and_library_warnings_are_counted_not_printed(tmp_path):
+    from tests.images import float_tiff, gradient, jpeg_with_corrupt_exif
+
+    gray = gradient(40, 48)[:, :, 1]
+    shards.write(tmp_path / "in.tfrecord", [shards.example(float_tiff(gray / 255.0), image__key=b"float"),
+                                            shards.example(jpeg_with_corrupt_exif(gradient(40, 48)), image__key=b"exif")])
+    root = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "aeops", "augment", "--config", "configs/local.yaml", "--input", str(tmp_path / "in.tfrecord"),
+         "--output", str(root), "--set", "inference.enabled=false", "--set", "encode.format=png"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "warnings.warn" not in result.stderr, result.stderr
+    assert "warnings  1 UserWarning from the image libraries while decoding" in result.stdout
+    _, _, outputs, dead = read_version(root)
+    originals = {schema.feature_value(schema.parse(o).example, schema.SOURCE_KEY): schema.parse(o) for o in outputs
+                 if schema.feature_value(schema.parse(o).example, schema.VARIANT) == 0}
+    np.testing.assert_array_equal(codec.decode(originals[b"float"].image)[:, :, 0], gray)
+    assert dead == []
+
+
 def test_outputs_carry_lineage_that_replays_exactly(mixed_input, tmp_path):
     pattern, _ = mixed_input
     root = tmp_path / "out"

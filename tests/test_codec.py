@@ -11,7 +11,15 @@ from aeops.errors import (
     TruncatedImageError,
     UnknownFormatError,
 )
-from tests.images import gradient, pil_bytes, png16, png_header_claiming, with_exif_orientation
+from tests.images import (
+    float_tiff,
+    gradient,
+    jpeg_with_corrupt_exif,
+    pil_bytes,
+    png16,
+    png_header_claiming,
+    with_exif_orientation,
+)
 
 RGB = gradient()
 
@@ -35,6 +43,27 @@ def test_decodes_every_rgb_format(fmt, params, exact):
         np.testing.assert_array_equal(decoded, RGB)
     else:
         assert np.abs(decoded.astype(int) - RGB).mean() < 6
+
+
+@pytest.mark.parametrize("top", [1.0, 255.0, 65535.0], ids=["unit", "8-bit", "16-bit"])
+def test_float_tiffs_are_read_by_their_range_not_cast(top):
+    """Floats in [0, 1] (what scikit-image and OpenCV write) used to become 0 or 1: a black image."""
+    gray = RGB[:, :, 0]
+    decoded = codec.decode(float_tiff(gray / 255.0 * top))
+    np.testing.assert_array_equal(decoded[:, :, 1], gray)
+
+
+@pytest.mark.parametrize("values, why", [([[0.5, np.nan]], "NaN"), ([[-1.0, 0.5]], r"span \[-1, 0.5\]"),
+                                         ([[0.0, 70000.0]], r"span \[0, 70000\]")])
+def test_float_tiffs_that_cannot_be_read_without_guessing_are_corrupt(values, why):
+    with pytest.raises(CorruptImageError, match=why):
+        codec.decode(float_tiff(np.tile(values, (8, 4))))
+
+
+def test_library_warnings_are_returned_not_printed(capfd):
+    image, warned = codec.decode_quietly(jpeg_with_corrupt_exif(RGB))
+    assert image.shape == RGB.shape and warned == ["UserWarning"]
+    assert capfd.readouterr().err == ""
 
 
 def test_gif_palette_becomes_rgb():
