@@ -21,6 +21,8 @@ INPUT, OUTPUT = "images", "reconstruction"
 WANTED = f"serving_default: {INPUT} uint8 [batch, height, width, 3] -> {OUTPUT} uint8, same shape"
 PROBE_SHAPE = (2, 9, 13, 3)  # odd sizes near the 8-pixel minimum: the model must pad and crop inside
 SCHEMA_RECORDS = 16
+SCHEMA_FIX = ("; name the feature that holds the image bytes with --set schema.image=NAME "
+              "(or --set schema.preset=tfds for TFDS shards)")
 
 
 def check_model(model_dir: str, command: str = "augment") -> None:
@@ -46,7 +48,7 @@ def check_model(model_dir: str, command: str = "augment") -> None:
         _fail(command, model_dir, f"returns {result.dtype.name} {_shape(result.shape)} for a {_shape(PROBE_SHAPE)} probe")
 
 
-def check_schema(shard: str, image_feature: str = schema.IMAGE, command: str = "augment", hint: str = "") -> None:
+def check_schema(shard: str, image_feature: str = schema.IMAGE, command: str = "augment", hint: str = SCHEMA_FIX) -> None:
     """Raise when none of the first records of ``shard`` that parse as Examples holds ``image_feature``.
 
     Damaged frames and records that are not Examples prove nothing either way (the pipeline dead-letters

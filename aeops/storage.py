@@ -29,6 +29,14 @@ def match(pattern: str) -> list[tuple[str, int]]:
     return sorted((m.path, m.size_in_bytes) for m in results)
 
 
+def shard_pattern(pattern: str) -> str:
+    """What a job reads for ``pattern``: a local folder stands for the TFRecord shards directly inside it
+    (``*.tfrecord``, ``*.tfrecord.gz``), not for every file under it; anything else is the glob as given."""
+    if not is_remote(pattern) and os.path.isdir(pattern):
+        return os.path.join(pattern, "*.tfrecord*")
+    return pattern
+
+
 def open_read(path: str) -> BinaryIO:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 

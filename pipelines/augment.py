@@ -21,7 +21,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineState
 
-from aeops import __version__, config, dataflow_job, preflight, schema, stages, statistics, storage
+from aeops import __version__, config, dataflow_job, preflight, stages, statistics, storage
 from aeops.accounting import records_line
 from aeops.cli import ArgumentParser, kept_log
 from aeops.dataset_summary import describe
@@ -56,6 +56,7 @@ def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
     pattern, root = args.input or cfg.input, args.output or cfg.output
     if not pattern:
         raise UsageError("augment: no input; pass --input GLOB or set input: in the config")
+    pattern = storage.shard_pattern(pattern)
     if not root:
         raise UsageError("augment: no output; pass --output ROOT or set output: in the config")
     if args.keep < 0:
@@ -71,11 +72,10 @@ def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
     return cfg, pattern, root, model_dir
 
 
-def check(inputs: list[dict], model_dir: str | None, image_feature: str = schema.IMAGE) -> None:
+def check(inputs: list[dict], model_dir: str | None, image_feature: str) -> None:
     """Fail before anything runs when the first shard's records lack the image feature or the model is not
     CONTRACT §5's: either would otherwise dead-letter every record and write an empty version."""
-    preflight.check_schema(inputs[0]["name"], image_feature, "augment",
-                           f"; ingest the images with 'aeops ingest', which stores them under {image_feature!r}")
+    preflight.check_schema(inputs[0]["name"], image_feature, "augment")
     if model_dir:
         preflight.check_model(model_dir, "augment")
 
@@ -124,7 +124,7 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     cfg, pattern, root, model_dir = resolve(args)
     options = beam_options(cfg, beam_argv)
     inputs = list_inputs(pattern)
-    check(inputs, model_dir)
+    check(inputs, model_dir, cfg.schema.image)
     model_hash = model_sha256(model_dir) if model_dir else ""
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
     with Publisher(root) as publisher:

@@ -19,7 +19,8 @@ from aeops.errors import UsageError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="aeops train", description="Train the denoising autoencoder and export it.")
     parser.add_argument("--config", help="YAML training config, e.g. configs/train.yaml (default: built-in defaults)")
-    parser.add_argument("--data", help="TFRecord glob, local or gs:// (default: the config's data, else the sample set)")
+    parser.add_argument("--data", help="TFRecord glob or folder of shards, local or gs:// (default: the config's data, "
+                                       "else the sample set)")
     parser.add_argument("--model-dir", help="where checkpoints and the SavedModel go (default: the config's model_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     return parser.parse_args(argv)
@@ -54,6 +55,8 @@ def run(argv: list[str] | None = None) -> int:
         progress = training.fit(network, train, validation, config, config.model_dir)
     metadata = training.metadata(config, shards, progress, device)
     digest = export(network, config.model.model_dump(), config.model_dir, metadata)
+    if shards.skipped.summary():
+        print(shards.skipped.summary(), flush=True)
     print(f"train: stopped after {progress['epochs_done']} epochs, {progress['steps_done']} steps, "
           f"{progress['train_seconds'] / 60:.1f} min: {progress['stopped']}; exported {config.model_dir} "
           f"(sha256 {digest[:12]}); curves: tensorboard --logdir {os.path.join(config.model_dir, training.LOGS)}",

@@ -122,6 +122,19 @@ def test_float_tiffs_keep_their_brightness_and_library_warnings_are_counted_not_
     assert dead == []
 
 
+def test_an_input_folder_is_the_shards_in_it(tmp_path):
+    """Beam's MatchFiles matched the folder itself and reading it raised IsADirectoryError."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    shards.write(folder / "part-00000-of-00001.tfrecord", [shards.example(image) for image in shards.good_images()])
+    (folder / "NOTES.txt").write_text("not a shard")
+    root = tmp_path / "out"
+    assert run(folder, root, "--set", "inference.enabled=false", "--set", "augment.variants=1") == 0
+    _, manifest, outputs, dead = read_version(root)
+    assert [i["name"] for i in manifest["inputs"]] == [str(folder / "part-00000-of-00001.tfrecord")]
+    assert len(outputs) == 6 and dead == []
+
+
 def test_outputs_carry_lineage_that_replays_exactly(mixed_input, tmp_path):
     pattern, _ = mixed_input
     root = tmp_path / "out"

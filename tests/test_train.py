@@ -247,3 +247,39 @@ def test_ctrl_c_stops_at_the_step_saves_and_exports(tmp_path):
     last = out.strip().splitlines()[-1]
     assert "train: stopped after 1 epochs" in last and "interrupted (Ctrl-C) in epoch 1/50" in last, out
     assert tf.saved_model.load(str(model_dir)).signatures["serving_default"] is not None
+
+
+def test_damaged_records_and_records_without_the_image_are_skipped_counted_and_a_folder_is_its_shards(tmp_path, capsys):
+    """tf.data's reader raised DataLossError on the damaged shard; a folder was read file by file, notes included."""
+    from aeops.model import data
+    from tests import shards
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    data.pack_sample(str(folder / "sample-00000-of-00002.tfrecord"))
+    good = [shards.example(image) for image in shards.good_images()]
+    shards.write_damaged(folder / "sample-00001-of-00002.tfrecord",
+                         [good[0], shards.example(None, image__class__label=1), good[1], good[2]], bad_crc_at=2)
+    (folder / "NOTES.txt").write_text("not a shard")
+    assert train.run(tiny_args(tmp_path / "model", epochs=1) + ["--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "train: skipped 2 damaged record(s), 1 record(s) without the image feature" in out
+    meta = json.loads((tmp_path / "model" / "aeops_model.json").read_text())
+    assert meta["data"]["files"] == 2
+
+
+def test_shards_without_the_image_feature_are_one_line_naming_the_fix(tmp_path, capsys):
+    from aeops import schema
+    from tests import shards
+
+    path = tmp_path / "tfds.tfrecord"
+    shards.write(path, [schema.serialize({"image": schema.bytes_feature(image), "label": schema.int_feature(0)})
+                        for image in shards.good_images()])
+    assert cli.main(["train", "--model-dir", str(tmp_path / "m"), "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "they have: image, label" in err and "--set schema.preset=tfds" in err, err
+
+
+def test_the_readme_command_needs_no_model_dir_flag():
+    config = train.resolve_config(train.parse_args(["--config", "configs/train.yaml"]))
+    assert config.model_dir == "models/denoiser"

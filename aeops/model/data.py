@@ -7,30 +7,30 @@ the SHA-256 hex of the image bytes). The train/validation split hashes that key 
 SHA-256 — stable across runs, machines and Python versions, unlike ``hash()`` — so an image never moves
 between the two sets when shards are re-cut or re-ordered.
 
-Decoding goes through :func:`aeops.codec.decode` (EXIF orientation, alpha over white, 16-bit, WebP and
-TIFF — what ``tf.io.decode_image`` does not all do), run in parallel by tf.data. A record that does not
-decode is skipped and counted, never fatal: one bad photo must not stop an hours-long run.
+Records are framed by :mod:`aeops.tfrecord`, as the augment job reads them: tf.data's own reader fails
+on a damaged record (``DataLossError``) and its ``ignore_errors`` drops the rest of the file. Decoding
+goes through :func:`aeops.codec.decode` (EXIF orientation, alpha over white, 16-bit, WebP and TIFF — what
+``tf.io.decode_image`` does not all do), run in parallel by tf.data. A damaged record, a record without
+the image, or an image that does not decode is skipped and counted (:class:`Skipped`), never fatal: one
+bad photo must not stop an hours-long run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from aeops import codec, schema, storage, tfrecord
+from aeops import codec, preflight, schema, storage, tfrecord
 from aeops.config import TrainConfig
-from aeops.errors import DecodeError, UsageError
+from aeops.errors import DecodeError, RecordError, UsageError
 from aeops.model.architecture import estimate_noise
 from aeops.model.corruption import add_noise, corrupt, quantize
 from aeops.model.split import split_fraction
-
-log = logging.getLogger(__name__)
 
 CACHE_BYTES = 256 << 20  # shards smaller than this are decoded once and kept in memory
 VALIDATION_SIGMA = 25.0  # validation PSNR is reported at the sigma the targets are stated at
@@ -39,24 +39,50 @@ MIN_SCALE = 0.5  # training crops are drawn at 1x to 2x their size and downscale
 SHUFFLE_IMAGES = 64  # whole decoded images; crops are drawn afresh each time an image comes round
 
 
+class Skipped:
+    """The records training could not use, by kind, each counted once however many epochs meet it, and the
+    images decoded despite library warnings (counted, not printed)."""
+
+    KINDS = {"damaged": "damaged record(s)", "missing_image": "record(s) without the image feature",
+             "not_an_example": "record(s) that are not a tf.train.Example", "undecodable": "undecodable image(s)"}
+
+    def __init__(self):
+        self.seen: dict[str, set] = {kind: set() for kind in (*self.KINDS, "warnings")}
+
+    def add(self, kind: str, what) -> None:
+        self.seen[kind].add(what)
+
+    def summary(self) -> str | None:
+        """One line for the end of the run, or None when every record was used without a warning."""
+        parts = [f"{len(self.seen[kind])} {text}" for kind, text in self.KINDS.items() if self.seen[kind]]
+        line = "skipped " + ", ".join(parts) if parts else ""
+        if self.seen["warnings"]:
+            line += ("; " if line else "") + f"{len(self.seen['warnings'])} image(s) decoded with library warnings"
+        return f"train: {line}" if line else None
+
+
 @dataclass(frozen=True)
 class Shards:
-    """The training data: TFRecord files and a fingerprint of their contents."""
+    """The training data: TFRecord files, a fingerprint of their contents, and what reading them skipped."""
 
     paths: tuple[str, ...]
     total_bytes: int
     fingerprint: str
+    skipped: Skipped = field(default_factory=Skipped, compare=False)
 
 
 def resolve(data: str | None, workdir: str | None = None, image_feature: str = schema.IMAGE) -> Shards:
-    """``data`` glob -> shards; ``None`` packs the embedded sample images into one shard in ``workdir``,
-    each under ``image_feature``."""
+    """``data`` glob (or a folder: its shards) -> shards; ``None`` packs the embedded sample images into one
+    shard in ``workdir``, each under ``image_feature``. Records of the first shard that lack the image
+    feature are a usage error here, before TensorFlow builds anything."""
     if data is None:
         workdir = workdir or tempfile.mkdtemp(prefix="aeops-sample-")
         data = pack_sample(os.path.join(workdir, "sample-00000-of-00001.tfrecord"), image_feature)
-    matches = storage.match(data)
+    matches = storage.match(storage.shard_pattern(data))
     if not matches:
-        raise UsageError(f"--data {data!r} matches no files: pass a TFRecord glob such as 'shards/train-*.tfrecord'")
+        raise UsageError(f"--data {data!r} matches no TFRecord files: pass a glob such as 'shards/train-*.tfrecord' "
+                         "or a folder holding *.tfrecord shards")
+    preflight.check_schema(matches[0][0], image_feature, "train", preflight.SCHEMA_FIX)
     digest = hashlib.sha256()
     for path, size in matches:
         digest.update(f"{os.path.basename(path)}\0{size}\0".encode())
@@ -77,30 +103,32 @@ def pack_sample(path: str, image_feature: str = schema.IMAGE) -> str:
 
 
 def records(shards: Shards, image_feature: str = schema.IMAGE, key_feature: str | None = schema.KEY) -> tf.data.Dataset:
-    """(key, image bytes) of every record; GZIP detected by suffix, per file, as the contract says.
+    """(key, image bytes) of every usable record, the shards read in parallel; GZIP by suffix, per file.
 
-    A record without ``image_feature`` stops the job with TensorFlow's error naming the feature: a wrong
-    schema is not a bad photo to skip."""
-    plain = [p for p in shards.paths if not tfrecord.is_gzip(p)]
-    gzipped = [p for p in shards.paths if tfrecord.is_gzip(p)]
-    parts = [tf.data.TFRecordDataset(group, compression_type=kind, num_parallel_reads=tf.data.AUTOTUNE)
-             for group, kind in ((plain, ""), (gzipped, "GZIP")) if group]
-    dataset = parts[0] if len(parts) == 1 else parts[0].concatenate(parts[1])
-    spec = {image_feature: tf.io.FixedLenFeature([], tf.string)}
-    if key_feature:
-        spec[key_feature] = tf.io.FixedLenFeature([], tf.string, "")
+    Framing and parsing are :mod:`aeops.tfrecord` and :func:`aeops.schema.parse`, the augment job's own,
+    so both jobs accept and skip the same records. A wrong schema is not a bad photo to skip: it is
+    caught before this, by :func:`resolve`.
+    """
+    skipped = shards.skipped
 
-    def parse(serialized):
-        example = tf.io.parse_single_example(serialized, spec)
-        image = example[image_feature]
-        return _key(example[key_feature] if key_feature else tf.constant(""), image), image
+    def read(path: bytes):
+        path = path.decode()
+        with storage.open_read(path) as stream:
+            for frame in tfrecord.read_frames(stream, tfrecord.is_gzip(path)):
+                if frame.error:
+                    skipped.add("damaged", (path, frame.offset))
+                    continue
+                try:
+                    record = schema.parse(frame.data, image_feature, key_feature)
+                except RecordError as error:
+                    skipped.add(error.reason, (path, frame.offset))
+                    continue
+                yield record.key, record.image
 
-    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _key(key: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
-    fallback = tf.numpy_function(schema.image_key, [image], tf.string, stateful=False)
-    return tf.where(tf.strings.length(key) > 0, key, tf.reshape(fallback, []))
+    signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string))
+    return tf.data.Dataset.from_tensor_slices(list(shards.paths)).interleave(
+        lambda path: tf.data.Dataset.from_generator(read, output_signature=signature, args=(path,)),
+        cycle_length=min(len(shards.paths), 4), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def split(dataset: tf.data.Dataset, fraction: float, validation: bool) -> tf.data.Dataset:
@@ -114,19 +142,22 @@ def split(dataset: tf.data.Dataset, fraction: float, validation: bool) -> tf.dat
     return dataset.filter(keep)
 
 
-def decoded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def decoded(dataset: tf.data.Dataset, skipped: Skipped) -> tf.data.Dataset:
     """(key, bytes) -> uint8 RGB ``(h, w, 3)`` (kept as uint8 until cropped: a quarter of the memory in the
-    cache and shuffle buffer); undecodable records are skipped with a warning."""
+    cache and shuffle buffer); undecodable records are skipped and counted."""
 
-    def read(data: bytes) -> np.ndarray:
+    def read(key: bytes, data: bytes) -> np.ndarray:
         try:
-            return codec.decode(data)
-        except DecodeError as exc:
-            log.warning("skipping an undecodable training image: %s", exc)
+            image, warned = codec.decode_quietly(data)
+        except DecodeError:
+            skipped.add("undecodable", key)
             return np.zeros((0, 0, 3), np.uint8)
+        if warned:
+            skipped.add("warnings", key)
+        return image
 
-    def to_array(_key, data):
-        image = tf.numpy_function(read, [data], tf.uint8, stateful=False)
+    def to_array(key, data):
+        image = tf.numpy_function(read, [key, data], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return image
 
@@ -138,7 +169,7 @@ def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
     """Endless batches of (corrupted, clean) crops, rescaled, flipped and channel-permuted at random,
     reproducible from ``config.seed``."""
     images = decoded(split(records(shards, config.schema.image, config.schema.key), config.validation_fraction,
-                           validation=False))
+                           validation=False), shards.skipped)
     if shards.total_bytes <= CACHE_BYTES:
         images = images.cache()
     images = images.repeat().shuffle(SHUFFLE_IMAGES, seed=config.seed)
@@ -166,7 +197,7 @@ def validation_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset |
     if config.validation_fraction <= 0:
         return None
     images = decoded(split(records(shards, config.schema.image, config.schema.key), config.validation_fraction,
-                           validation=True))
+                           validation=True), shards.skipped)
     images = images.map(lambda image: tf.image.resize_with_crop_or_pad(
         tf.image.convert_image_dtype(image, tf.float32), VALIDATION_CROP, VALIDATION_CROP))
     images = images.cache()
