@@ -6,7 +6,7 @@ Beam's own TensorFlow handler loads with Keras 3's ``load_model``, which rejects
 
 Images of different sizes share a batch by padding: each image is padded (mirror) to its own *bucket
 shape*, height and width rounded up to ``pad_multiple``, and the handler runs one sub-batch per bucket
-shape, then crops every result back. Because the pad depends only on the image's own size, an image's
+shape (in calls of at most :data:`MAX_CALL_PIXELS`), then crops every result back. Because the pad depends only on the image's own size, an image's
 pixels do not depend on which other images shared its batch (up to float-kernel rounding; see
 ``deterministic``). The padded pixels are counted, so the overhead of bucketing is measured, not guessed.
 """
@@ -28,6 +28,11 @@ from aeops import storage
 NAMESPACE = "aeops"
 # Bucket boundaries over padded area (pixels): batches mix sizes only within one of these ranges.
 AREA_BOUNDARIES = [s * s for s in (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072)]
+# Padded pixels per model call: a batch of large images is fed in calls of at most this many pixels (one
+# image at least). The network's activations grow with the pixels of a call, not of an image: eight
+# 16-megapixel variants in one call held several gigabytes; at this bound a call holds what one
+# megapixel image does (above it the model itself restores in tiles), and small images still batch.
+MAX_CALL_PIXELS = 1 << 20
 
 
 def bucket_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, int]:
@@ -141,14 +146,17 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             if item.restore:
                 groups[bucket_shape(item.image.shape, self.pad_multiple)].append(index)
         for (height, width), indices in groups.items():
-            try:
-                self._restore(batch, indices, height, width, model, results)
-            except Exception:  # noqa: BLE001 - which image failed is found by retrying each alone
-                for i in indices:
-                    try:
-                        self._restore(batch, [i], height, width, model, results)
-                    except Exception as alone:  # noqa: BLE001 - this image is the culprit
-                        results[i] = PredictionResult(batch[i].image, Failure(error_line(alone)))
+            per_call = max(1, MAX_CALL_PIXELS // (height * width))
+            for start in range(0, len(indices), per_call):
+                call = indices[start : start + per_call]
+                try:
+                    self._restore(batch, call, height, width, model, results)
+                except Exception:  # noqa: BLE001 - which image failed is found by retrying each alone
+                    for i in call:
+                        try:
+                            self._restore(batch, [i], height, width, model, results)
+                        except Exception as alone:  # noqa: BLE001 - this image is the culprit
+                            results[i] = PredictionResult(batch[i].image, Failure(error_line(alone)))
         return results
 
     def _restore(self, batch, indices: list[int], height: int, width: int, model: Restorer, results: list) -> None:

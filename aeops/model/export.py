@@ -47,33 +47,49 @@ def pad_to_multiple(images: tf.Tensor, m: int) -> tf.Tensor:
     return images
 
 
+def to_unit(images: tf.Tensor) -> tf.Tensor:
+    """uint8 -> float32 in [0, 1]: what the network takes."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def to_uint8(restored: tf.Tensor) -> tf.Tensor:
+    """The network's float output -> uint8, rounded and clipped."""
+    return tf.cast(tf.round(tf.clip_by_value(tf.cast(restored, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+
+
 def restore(network: keras.Model, images: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-    """The network on a padded float batch: in one pass when small, else in overlapping tiles."""
+    """The network on a padded uint8 batch -> uint8: in one pass when small, else in overlapping tiles."""
     pixels = tf.shape(images)[1] * tf.shape(images)[2]
-    return tf.cond(pixels <= WHOLE_PIXELS, lambda: network([images, noise], training=False),
+    return tf.cond(pixels <= WHOLE_PIXELS, lambda: to_uint8(network([to_unit(images), noise], training=False)),
                    lambda: tiled(network, images, noise))
 
 
 def tiled(network: keras.Model, images: tf.Tensor, noise: tf.Tensor, tile: int = TILE,
           overlap: int = OVERLAP) -> tf.Tensor:
-    """The network applied tile by tile; each tile's output keeps only its own ``tile`` x ``tile`` centre.
-    Every tile is given the noise level of the whole image, so tiles agree on how much to smooth.
+    """The network applied tile by tile to a uint8 batch -> uint8; each tile's output keeps only its own
+    ``tile`` x ``tile`` centre. Every tile is given the noise level of the whole image, so tiles agree on
+    how much to smooth.
 
+    Memory is what bounds this path: tiles run one at a time (``parallel_iterations=1``: the loops'
+    default of 10 let a many-core machine hold the activations of ten tiles at once), and only a tile is
+    ever in float; the image, the strips and the result stay uint8, a quarter of float32's bytes.
     Tiles are joined with ``TensorArray.concat``, which joins along the first axis, hence the transposes.
     """
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     rows, cols = (height + tile - 1) // tile, (width + tile - 1) // tile
-    strips = tf.TensorArray(tf.float32, size=rows, infer_shape=False)
+    strips = tf.TensorArray(tf.uint8, size=rows, infer_shape=False)
     for r in tf.range(rows):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
         y0 = r * tile
         top, bottom = tf.maximum(0, y0 - overlap), tf.minimum(height, y0 + tile + overlap)
-        tiles = tf.TensorArray(tf.float32, size=cols, infer_shape=False)
+        tiles = tf.TensorArray(tf.uint8, size=cols, infer_shape=False)
         for c in tf.range(cols):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             x0 = c * tile
             left, right = tf.maximum(0, x0 - overlap), tf.minimum(width, x0 + tile + overlap)
-            out = tf.cast(network([images[:, top:bottom, left:right], noise], training=False), tf.float32)
+            out = network([to_unit(images[:, top:bottom, left:right]), noise], training=False)
             out = out[:, y0 - top : tf.minimum(height, y0 + tile) - top, x0 - left : tf.minimum(width, x0 + tile) - left]
-            tiles = tiles.write(c, tf.transpose(out, [2, 0, 1, 3]))  # (w, b, h, c)
+            tiles = tiles.write(c, tf.transpose(to_uint8(out), [2, 0, 1, 3]))  # (w, b, h, c)
         strip = tf.transpose(tiles.concat(), [2, 1, 0, 3])  # (h, b, w, c)
         strips = strips.write(r, strip)
     return tf.transpose(strips.concat(), [1, 0, 2, 3])
@@ -90,7 +106,7 @@ class Denoiser(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve(self, images):
         """CONTRACT §5: blind, the noise level estimated from each whole image."""
-        return self._restore(images, estimate_noise(tf.cast(images, tf.float32) / 255.0))
+        return self._restore(images, estimate_noise(to_unit(images)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
                                   tf.TensorSpec([None], tf.float32, name="sigma")])
@@ -102,10 +118,8 @@ class Denoiser(tf.Module):
 
     def _restore(self, images, noise):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        x = tf.cast(images, tf.float32) / 255.0
-        y = restore(self.network, pad_to_multiple(x, self.m), noise)[:, :height, :width, :]
-        y = tf.round(tf.clip_by_value(tf.cast(y, tf.float32), 0.0, 1.0) * 255.0)
-        return {"reconstruction": tf.cast(y, tf.uint8)}
+        restored = restore(self.network, pad_to_multiple(images, self.m), noise)
+        return {"reconstruction": restored[:, :height, :width, :]}
 
 
 def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
