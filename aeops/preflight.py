@@ -9,6 +9,7 @@ written. Each check reads a little (one probe call, the first records of one sha
 from __future__ import annotations
 
 import itertools
+from typing import NoReturn
 
 import numpy as np
 
@@ -89,5 +90,5 @@ def _shape(shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
-def _fail(command: str, model_dir: str, found: str):
+def _fail(command: str, model_dir: str, found: str) -> NoReturn:
     raise UsageError(f"{command}: model {model_dir!r} {found}; aeops needs {WANTED}")

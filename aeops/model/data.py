@@ -80,7 +80,7 @@ def resolve(data: str | None, workdir: str | None = None, image_feature: str = s
         data = pack_sample(os.path.join(workdir, "sample-00000-of-00001.tfrecord"), image_feature)
     matches = storage.match(storage.shard_pattern(data))
     if not matches:
-        raise UsageError(f"--data {data!r} matches no TFRecord files: pass a glob such as 'shards/train-*.tfrecord' "
+        raise UsageError(f"--data {data!r} matches no files: pass a TFRecord glob such as 'shards/train-*.tfrecord' "
                          "or a folder holding *.tfrecord shards")
     preflight.check_schema(matches[0][0], image_feature, "train", preflight.SCHEMA_FIX)
     digest = hashlib.sha256()
