@@ -33,9 +33,15 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
-    """(format, width, height) from the header alone; raises the same errors :func:`decode` would."""
-    with _open(data, max_pixels) as image:
-        return image.format.lower(), image.width, image.height
+    """(format, width, height) from the header alone; raises the same errors :func:`decode` would.
+
+    Library warnings about the header (a damaged EXIF block) are not printed: whoever decodes the same
+    bytes counts them (:func:`decode_quietly`), so a probe adds nothing to tell.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _open(data, max_pixels) as image:
+            return image.format.lower(), image.width, image.height
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -61,8 +61,10 @@ def test_float_tiffs_that_cannot_be_read_without_guessing_are_corrupt(values, wh
 
 
 def test_library_warnings_are_returned_not_printed(capfd):
-    image, warned = codec.decode_quietly(jpeg_with_corrupt_exif(RGB))
+    data = jpeg_with_corrupt_exif(RGB)
+    image, warned = codec.decode_quietly(data)
     assert image.shape == RGB.shape and warned == ["UserWarning"]
+    assert codec.probe(data) == ("jpeg", RGB.shape[1], RGB.shape[0])  # the statistics stage probes each input
     assert capfd.readouterr().err == ""
 
 
