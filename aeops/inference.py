@@ -6,9 +6,10 @@ Beam's own TensorFlow handler loads with Keras 3's ``load_model``, which rejects
 
 Images of different sizes share a batch by padding: each image is padded (mirror) to its own *bucket
 shape*, height and width rounded up to ``pad_multiple``, and the handler runs one sub-batch per bucket
-shape (in calls of at most :data:`MAX_CALL_PIXELS`), then crops every result back. Because the pad depends only on the image's own size, an image's
-pixels do not depend on which other images shared its batch (up to float-kernel rounding; see
-``deterministic``). The padded pixels are counted, so the overhead of bucketing is measured, not guessed.
+shape (in calls of at most :data:`MAX_CALL_PIXELS`), then crops every result back. Because the pad
+depends only on the image's own size, an image's pixels do not depend on which other images shared its
+batch (up to float-kernel rounding; see ``deterministic``). The padded pixels are counted, so the
+overhead of bucketing is measured, not guessed.
 """
 
 from __future__ import annotations
