@@ -174,3 +174,51 @@ def test_encode_rejects_bad_input():
         codec.encode(RGB, "gif")
     with pytest.raises(ValueError):
         codec.encode(RGB.astype(np.float32), "png")
+
+
+# Orientation -> the turn a viewer applies (np.rot90 counts counter-clockwise quarter turns).
+DISPLAYED = {1: lambda a: a, 3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(DISPLAYED))
+def test_exif_orientation_turns_the_pixels_as_a_viewer_shows_them(orientation):
+    decoded = codec.decode(with_exif_orientation(Image.fromarray(RGB), orientation)).astype(int)
+    expected = DISPLAYED[orientation](RGB).astype(int)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded - expected).mean() < 3  # JPEG q95: a few levels off, never a wrong turn (tens)
+    for turn in {1, 3, 6, 8} - {orientation}:
+        other = DISPLAYED[turn](RGB)
+        assert other.shape != expected.shape or np.abs(decoded - other).mean() > 20
+
+
+def test_palette_transparency_is_white_and_opaque_entries_keep_their_colour():
+    palette = Image.fromarray(RGB).quantize(16)
+    indices = np.asarray(palette)
+    transparent = int(indices[0, 0])
+    colours = np.array(palette.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
+    decoded = codec.decode(pil_bytes(palette, "PNG", transparency=transparent))
+    mask = indices == transparent
+    assert mask.any() and (~mask).any()
+    assert (decoded[mask] == 255).all()
+    np.testing.assert_array_equal(decoded[~mask], colours[indices[~mask]])
+
+
+def test_probe_reads_only_the_header():
+    """A header whose pixels are missing or would take gigabytes still probes: nothing is decoded."""
+    assert codec.probe(png_header_claiming(40_000, 30_000), max_pixels=2_000_000_000) == ("png", 40_000, 30_000)
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    jpeg = pil_bytes(Image.fromarray(noise), "JPEG", quality=90)
+    cut = jpeg[: len(jpeg) // 2]  # the header, then half the scan
+    assert codec.probe(cut) == ("jpeg", 128, 96)
+    with pytest.raises(DecodeError):
+        codec.decode(cut)
+
+
+def test_pixel_limit_counts_pixels_not_samples_and_is_inclusive():
+    data = pil_bytes(Image.fromarray(RGB), "PNG")  # 32 x 24 = 768 pixels
+    np.testing.assert_array_equal(codec.decode(data, max_pixels=768), RGB)
+    assert codec.probe(data, max_pixels=768) == ("png", 32, 24)
+    with pytest.raises(ImageTooLargeError, match="768 pixels exceeds the limit of 767"):
+        codec.decode(data, max_pixels=767)
+    with pytest.raises(ImageTooLargeError):
+        codec.probe(data, max_pixels=767)

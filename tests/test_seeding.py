@@ -31,8 +31,29 @@ def test_distinct_inputs_give_distinct_generators(other):
     assert variant_rng(0, b"k", 1).random() != variant_rng(*other).random()
 
 
-def test_fixed_width_fields_do_not_collide():
-    assert variant_entropy(1, b"\0" * 8, 1) != variant_entropy(0, b"\0" * 7 + b"\1", 1)
+# Pairs of (seed, key, variant) that a variable-width encoding of the fields would run together into the same
+# bytes: shortest big-endian integers (b"\1" + b"\1\2" == b"\1\1" + b"\2"), or decimal digits ("1" + "23" ==
+# "12" + "3"), with the key appended after them or between them.
+RUN_TOGETHER = [
+    ((1, b"", 0x0102), (0x0101, b"", 2)),
+    ((1, b"\2", 1), (1, b"", 0x0102)),
+    ((0x0102, b"k", 3), (1, b"k", 0x0203)),
+    ((1, b"", 23), (12, b"", 3)),
+    ((12, b"3", 4), (1, b"23", 4)),
+]
+
+
+@pytest.mark.parametrize("a, b", RUN_TOGETHER)
+def test_fixed_width_fields_do_not_collide(a, b):
+    assert variant_entropy(*a) != variant_entropy(*b)
+
+
+def test_every_byte_of_a_long_key_counts():
+    key = bytes(range(256)) * 4 + b"tail"
+    base = variant_entropy(3, key, 1)
+    changed = {variant_entropy(3, key[:i] + bytes([key[i] ^ 1]) + key[i + 1:], 1) for i in range(len(key))}
+    assert base not in changed and len(changed) == len(key)
+    assert variant_entropy(3, key + b"\0", 1) != base and variant_entropy(3, key[:-1], 1) != base
 
 
 def test_variant_children_equal_spawned_children():
