@@ -218,3 +218,87 @@ def test_replay_rejects_what_it_cannot_replay():
         ops.replay(IMAGE, [{"op": "rotate", "params": {"angel": 3}}])
     with pytest.raises(ValueError, match="uint8"):
         ops.augment(one("hflip"), IMAGE.astype(np.float32), 0, b"k", 1)
+
+
+# --- what the geometric ops do with the parameters they draw -------------------------------------------
+
+DOT_SHAPE, DOT = (61, 81), (20.0, 25.0)  # (rows, cols) of the image; (row, col) of a small bright blob's centre
+
+
+def _dot_image() -> np.ndarray:
+    image = np.zeros((*DOT_SHAPE, 3), np.uint8)
+    row, col = int(DOT[0]), int(DOT[1])
+    image[row - 1 : row + 2, col - 1 : col + 2] = 255
+    return image
+
+
+def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    weight = image[..., 0].astype(float)
+    rows, cols = np.indices(weight.shape)
+    return (rows * weight).sum() / weight.sum(), (cols * weight).sum() / weight.sum()
+
+
+def _where_the_dot_goes(name: str, params: dict) -> tuple[float, float]:
+    """The docstrings' promises, written out: rotate counter-clockwise about the centre, translate by fractions of
+    the sides (positive = right/down), scale about the centre."""
+    cy, cx = (DOT_SHAPE[0] - 1) / 2, (DOT_SHAPE[1] - 1) / 2
+    dy, dx = DOT[0] - cy, DOT[1] - cx
+    if name == "rotate":
+        t = np.radians(params["angle"])
+        return cy - dx * np.sin(t) + dy * np.cos(t), cx + dx * np.cos(t) + dy * np.sin(t)
+    if name == "translate":
+        return DOT[0] + params["y"] * DOT_SHAPE[0], DOT[1] + params["x"] * DOT_SHAPE[1]
+    return cy + params["factor"] * dy, cx + params["factor"] * dx
+
+
+@pytest.mark.parametrize(
+    "name, config, ranges",
+    [
+        ("rotate", {"angle": [-40, 40]}, {"angle": (-40, 40)}),
+        ("translate", {"x": [-0.2, 0.15], "y": [-0.1, 0.25]}, {"x": (-0.2, 0.15), "y": (-0.1, 0.25)}),
+        ("scale", {"factor": [0.7, 1.3]}, {"factor": (0.7, 1.3)}),
+    ],
+)
+def test_warps_move_the_pixels_as_their_drawn_parameters_say(name, config, ranges):
+    pipeline = ops.build([{"op": name, **config, "border_mode": "constant", "fill": 0}])
+    image = _dot_image()
+    for variant in range(1, 13):
+        out, [entry] = ops.augment(pipeline, image, 5, b"dot", variant)
+        params = entry["params"]
+        assert all(low <= params[key] <= high for key, (low, high) in ranges.items())
+        expected = _where_the_dot_goes(name, params)
+        assert np.hypot(*np.subtract(_centre_of_mass(out), expected)) < 0.75, (params, _centre_of_mass(out), expected)
+
+
+def test_crop_keeps_the_aspect_ratio_and_cuts_where_it_drew():
+    image = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    pipeline = ops.build([{"op": "crop", "size": [0.4, 0.9], "output_size": "fit"}])
+    sizes = set()
+    for variant in range(1, 21):
+        out, [entry] = ops.augment(pipeline, image, 2, b"crop", variant)
+        params = entry["params"]
+        assert params["height"] == params["width"] and 0.4 <= params["height"] <= 0.9
+        t, l, h, w = F.box(image.shape, params["top"], params["left"], params["height"], params["width"], minimum=1)
+        assert abs(w / h - 90 / 60) < 0.05 and 0 <= t <= 60 - h and 0 <= l <= 90 - w
+        np.testing.assert_array_equal(out, image[t : t + h, l : l + w])
+        sizes.add(h)
+    assert len(sizes) > 5
+
+
+def test_random_resized_crop_draws_the_area_and_aspect_it_is_given():
+    image = np.random.default_rng(1).integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    pipeline = ops.build([{"op": "random_resized_crop", "scale": [0.2, 0.5], "ratio": [1.5, 2.5]}])
+    for variant in range(1, 21):
+        out, [entry] = ops.augment(pipeline, image, 4, b"rrc", variant)
+        params = entry["params"]
+        assert 0.2 - 1e-9 <= params["height"] * params["width"] <= 0.5 + 1e-9
+        assert 1.5 - 1e-9 <= (params["width"] * 120) / (params["height"] * 80) <= 2.5 + 1e-9
+        t, l, h, w = F.box(image.shape, params["top"], params["left"], params["height"], params["width"], minimum=1)
+        np.testing.assert_array_equal(out, F.resize(image[t : t + h, l : l + w], 80, 120, "linear"))
+
+
+def test_random_resized_crop_falls_back_to_the_whole_image_clamped_to_the_ratio():
+    tall = np.zeros((200, 20, 3), np.uint8)  # aspect 0.1: no box of aspect >= 1 fits, whatever the scale
+    pipeline = ops.build([{"op": "random_resized_crop", "scale": [0.9, 1.0], "ratio": [1.0, 2.0]}])
+    _, [entry] = ops.augment(pipeline, tall, 0, b"tall", 1)
+    assert (entry["params"]["height"], entry["params"]["width"]) == (0.1, 1.0)  # 20 x 20 of 200 x 20: aspect 1
