@@ -10,8 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 
 from aeops import codec, schema, storage, tfrecord
+from aeops.inference import bucket_shape
 from aeops.ops import replay
 from aeops.errors import AeopsError
 from aeops.publish import Publisher, Status
@@ -180,7 +182,11 @@ def test_model_stage_restores_and_stamps_outputs(mixed_input, tmp_path, tiny_mod
     metrics = manifest["metrics"]
     assert metrics["restored"] == stamps.count(sha.encode()) > 0
     assert 10 < metrics["psnr"]["mean"] < 99 and 0 < metrics["ssim"]["mean"] <= 1
-    assert metrics["padding_overhead"] >= 0
+    restored = [(schema.feature_value(e, schema.HEIGHT), schema.feature_value(e, schema.WIDTH))
+                for e in (schema.parse(o).example for o in outputs) if schema.feature_value(e, schema.MODEL)]
+    padded = sum(np.prod(bucket_shape(shape, 32)) for shape in restored)  # configs/local.yaml: pad_multiple 32
+    assert metrics["padding_overhead"] == pytest.approx(padded / sum(h * w for h, w in restored) - 1)
+    assert metrics["padding_overhead"] > 0  # the fixture's 30x40 and 47x33 images ride as 32x64 and 64x64
     directory = root / version
     assert (directory / "report.html").stat().st_size > 1000
     assert (directory / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
@@ -320,9 +326,20 @@ def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
     pattern, _ = mixed_input
     flags = ("--model-dir", tiny_model_dir, "--set", "inference.max_batch_duration_secs=0.05",
              "--set", "inference.min_batch_size=2", "--set", "augment.variants=1")
-    assert run(pattern, tmp_path / "out", *flags) == 0
+    argv = ["--config", "configs/local.yaml", "--input", str(pattern), "--output", str(tmp_path / "out"),
+            "--set", OPS, *flags, "--set", "inference.max_batch_size=4"]
+    result = augment.launch(argv)
     _, manifest, outputs, _ = read_version(tmp_path / "out")
     assert manifest["metrics"]["restored"] == len(outputs) == manifest["records_out"] == 10
+    # One model call per RunInference batch: no batch mixed the 32x64 bucket with the 64x64 one (without
+    # bucketing, batches of 4 from one shard mix them and the handler splits them: more calls than batches).
+    batches, calls = (_distribution(result, name) for name in ("inference_request_batch_size", "inference_batch_size"))
+    assert batches.count == calls.count > 0 and batches.sum == calls.sum
+
+
+def _distribution(result, name: str):
+    [found] = result.metrics().query(MetricsFilter().with_name(name))["distributions"]
+    return found.committed
 
 
 def test_a_failed_batch_dead_letters_only_the_image_the_model_rejects(mixed_input, tmp_path, one_size_rejecting_model):
@@ -338,3 +355,20 @@ def test_a_failed_batch_dead_letters_only_the_image_the_model_rejects(mixed_inpu
     assert len(outputs) == manifest["records_out"] == 6 and manifest["metrics"]["restored"] == 6
     assert all(e["reason"].startswith("InvalidArgumentError: ") and "rejects images 32 pixels high" in e["reason"]
                and "\n" not in e["reason"] for e in infer), infer[0]["reason"]
+
+
+def test_the_configured_pixel_limit_dead_letters_larger_images(mixed_input, tmp_path):
+    """``decode.max_pixels`` from the config reaches the decode stage; an image of exactly the limit passes."""
+    pattern, _ = mixed_input
+    root = tmp_path / "out"
+    assert run(pattern, root, "--set", "inference.enabled=false", "--set", "decode.max_pixels=1551") == 0  # 47 x 33
+    _, manifest, outputs, dead = read_version(root)
+    too_large = [e for e in map(schema.parse_dead_letter, dead) if e["reason"].startswith("too_many_pixels")]
+    assert sorted((e["reason"].split(": ", 1)[1], os.path.basename(e["source"])) for e in too_large) == [
+        ("30000x30000 = 900000000 pixels exceeds the limit of 1551", "in-a.tfrecord"),
+        ("64x64 = 4096 pixels exceeds the limit of 1551", "in-a.tfrecord"),  # the truncated one: header first
+        ("64x64 = 4096 pixels exceeds the limit of 1551", "in-b.tfrecord"),  # the grayscale image
+    ]
+    sizes = {(schema.feature_value(e, schema.HEIGHT), schema.feature_value(e, schema.WIDTH))
+             for e in (schema.parse(o).example for o in outputs)}
+    assert sizes == {(30, 40), (47, 33)} and manifest["records_out"] == len(outputs) == 4 * 3

@@ -1,11 +1,109 @@
-"""The model handler on a real SavedModel: a batch the model fails on costs only the image it rejects."""
+"""The RunInference handler: bucket shapes, mirror padding, per-shape sub-batches cropped back in input order,
+and Beam's length-bucketed batching switched on by ``max_batch_duration_secs``.
+
+The model here is a real SavedModel whose ``serving_default`` mirrors each image left-right: its output shows
+exactly what the handler fed it, the padding included. A batch the model fails on costs only the image it rejects
+(a real SavedModel that rejects one size).
+"""
 
 from __future__ import annotations
 
+import apache_beam as beam
 import numpy as np
+import pytest
+from apache_beam.ml.inference.base import KeyedModelHandler
+from apache_beam.testing.util import assert_that, equal_to
 
-from aeops.inference import Failure, ImageRestorationHandler, Restorable
+from aeops.inference import AREA_BOUNDARIES, Failure, ImageRestorationHandler, Restorable, bucket_shape, pad_to
 from tests.model_fixtures import REJECTED_HEIGHT
+
+
+@pytest.fixture(scope="module")
+def mirror_model(tmp_path_factory) -> str:
+    import tensorflow as tf
+
+    class Mirror(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def serve(self, images):
+            return {"reconstruction": tf.reverse(images, axis=[2])}
+
+    module = Mirror()
+    path = tmp_path_factory.mktemp("mirror")
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
+
+
+def image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "shape, multiple, expected",
+    [((30, 40, 3), 32, (32, 64)), ((32, 64, 3), 32, (32, 64)), ((33, 1, 3), 32, (64, 32)), ((1, 1, 3), 8, (8, 8))],
+)
+def test_bucket_shape_rounds_each_side_up(shape, multiple, expected):
+    assert bucket_shape(shape, multiple) == expected
+
+
+@pytest.mark.parametrize("height, width, to_h, to_w", [(5, 7, 8, 16), (8, 8, 64, 64), (3, 40, 32, 40), (9, 9, 9, 9)])
+def test_pad_to_mirrors_at_the_bottom_and_right(height, width, to_h, to_w):
+    source = image(height, width)
+    padded = pad_to(source, to_h, to_w)
+    assert padded.shape == (to_h, to_w, 3)
+    np.testing.assert_array_equal(padded[:height, :width], source)
+    reference = source
+    while reference.shape[0] < to_h or reference.shape[1] < to_w:  # numpy's symmetric pad, one round at a time
+        reference = np.pad(reference, ((0, min(to_h - reference.shape[0], reference.shape[0])),
+                                       (0, min(to_w - reference.shape[1], reference.shape[1])), (0, 0)), "symmetric")
+    np.testing.assert_array_equal(padded, reference)
+    if to_w > width:
+        np.testing.assert_array_equal(padded[:height, width], source[:, width - 1])
+
+
+def test_run_inference_pads_per_bucket_crops_back_and_keeps_the_order(mirror_model):
+    handler = ImageRestorationHandler(mirror_model, pad_multiple=16)
+    model = handler.load_model()
+    batch = [Restorable(image(20, 30, 1)), Restorable(image(5, 7, 2), restore=False), Restorable(image(17, 31, 3)),
+             Restorable(image(9, 12, 4))]
+    results = list(handler.run_inference(batch, model))
+    assert [r.example is item.image for r, item in zip(results, batch)] == [True] * 4
+    assert results[1].inference is None  # not picked for the model: passes through untouched
+    for item, result in zip(batch, results):
+        if item.restore:
+            height, width = item.image.shape[:2]
+            padded = pad_to(item.image, *bucket_shape(item.image.shape, 16))
+            np.testing.assert_array_equal(result.inference, padded[:, ::-1][:height, :width])
+            assert result.inference.flags.c_contiguous
+    assert handler.get_num_bytes(batch) == sum(item.image.nbytes for item in batch)
+
+
+def test_bucketing_is_only_on_the_stateful_path(mirror_model):
+    streaming = ImageRestorationHandler(mirror_model, min_batch_size=2, max_batch_size=8).batch_elements_kwargs()
+    assert "length_fn" not in streaming and (streaming["min_batch_size"], streaming["max_batch_size"]) == (2, 8)
+    bucketed = ImageRestorationHandler(mirror_model, max_batch_duration_secs=0.5).batch_elements_kwargs()
+    assert bucketed["max_batch_duration_secs"] == 0.5 and bucketed["bucket_boundaries"] == AREA_BOUNDARIES
+    pinned = ImageRestorationHandler(mirror_model, min_batch_size=4, max_batch_size=8, deterministic=True)
+    assert (pinned.batch_elements_kwargs()["min_batch_size"], pinned.batch_elements_kwargs()["max_batch_size"]) == (1, 1)
+
+
+def test_beam_batches_never_mix_area_buckets(mirror_model):
+    """Beam's own BatchElements, given this handler's arguments, keeps each area bucket in batches of its own."""
+    handler = KeyedModelHandler(ImageRestorationHandler(mirror_model, pad_multiple=32, min_batch_size=2,
+                                                        max_batch_size=16, max_batch_duration_secs=0.05))
+    shapes = [(30, 40), (47, 33), (64, 64), (30, 40), (120, 100), (47, 33), (30, 40), (64, 60)] * 2
+    elements = [(f"k{i}", Restorable(np.zeros((*shape, 3), np.uint8))) for i, shape in enumerate(shapes)]
+
+    def area_buckets(batch):
+        areas = {np.prod(bucket_shape(item.image.shape, 32)) for _, item in batch}
+        return len({sum(area >= b for b in AREA_BOUNDARIES) for area in areas}), len(batch)
+
+    with beam.Pipeline() as pipeline:
+        batches = (pipeline | beam.Create(elements, reshuffle=False)
+                   | beam.BatchElements(**handler.batch_elements_kwargs()) | beam.Map(area_buckets))
+        assert_that(batches | "Buckets" >> beam.Map(lambda counted: counted[0]) | beam.Distinct(), equal_to([1]),
+                    label="OneBucketPerBatch")
+        assert_that(batches | "Sizes" >> beam.Map(lambda counted: counted[1]) | beam.CombineGlobally(sum),
+                    equal_to([len(elements)]), label="EveryElementBatched")
 
 
 def test_a_failed_sub_batch_is_retried_image_by_image(one_size_rejecting_model):
