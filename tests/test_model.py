@@ -181,3 +181,14 @@ def test_metrics_known_values():
     assert ssim(a[:8, :8], b[:8, :8]) <= 1.0
     with pytest.raises(ValueError):
         psnr(a, b[:16])
+
+
+def test_the_training_reader_skips_undecodable_records_and_keeps_every_good_one(tmp_path, caplog):
+    shards = _shards(tmp_path)
+    images = list(data.decoded(data.records(shards)).as_numpy_iterator())
+    assert sorted(image.shape for image in images) == [(40 + 8 * i, 56, 3) for i in range(6)]
+    assert "skipping an undecodable training image" in caplog.text
+    # Two passes over the whole set in one batch: every record, the bad one included, reaches the crops.
+    config = load(TrainConfig, None, ["crop_size=32", "batch_size=14", "validation_fraction=0"])
+    (noisy, _), clean = next(iter(data.training_dataset(shards, config)))
+    assert noisy.shape == clean.shape == (14, 32, 32, 3)

@@ -89,3 +89,28 @@ def draw_colour(index):
     from aeops.draw import PALETTE
 
     return PALETTE[index]
+
+
+def test_the_sheet_shows_each_variant_as_augment_draws_it_and_every_op_fires(tmp_path):
+    """The grid is the images and variants ``aeops augment`` makes (its seed; key = SHA-256 of the file's bytes),
+    captioned with their lineage; for these two images and three variants every registered op fires somewhere."""
+    from aeops import codec, config, ops, schema
+
+    paths = sample_paths()[:2]
+    out = tmp_path / "preview.png"
+    assert preview.run(["--config", CONFIG, "--images", *map(str, paths), "--variants", "3", "--output", str(out),
+                        "--tile", "48"]) == 0
+    cfg = config.load(config.PipelineConfig, CONFIG)
+    pipeline = ops.build(cfg.augment.ops)
+    rows, fired = [], set()
+    for path in paths:
+        data = path.read_bytes()
+        image = codec.decode(data)
+        row = [(image, f"{path.name} {image.shape[1]}x{image.shape[0]}")]
+        for variant in (1, 2, 3):
+            augmented, lineage = ops.augment(pipeline, image, cfg.seed, schema.image_key(data), variant)
+            fired |= {entry["op"] for entry in lineage}
+            row.append((augmented, f"#{variant} " + (" · ".join(map(preview.caption, lineage)) or "(no op fired)")))
+        rows.append(row)
+    assert fired == set(ops.names())
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(preview.render(rows, 48)))
