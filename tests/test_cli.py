@@ -3,10 +3,15 @@
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from aeops import cli
+from aeops import cli, codec
+from aeops.sample import data_dir
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def aeops(*args, cwd=None):
@@ -66,3 +71,22 @@ def test_warnings_not_shown_are_kept_in_a_log_file(capsys):
     assert "something Beam wants said" in open(path).read() and "something Beam wants said" not in err
     assert cli.guarded(lambda argv: print(f"log: {cli.kept_log()}"), []) == 0
     assert capsys.readouterr().out.strip() == "log: None"  # nothing logged, no file named
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["train", "--model-dir", "{tmp}/m", "--data", "{tmp}/none-*.tfrecord"], "matches no files"),
+        (["evaluate", "--model-dir", "{tmp}/broken", "--images", "{coins}"], "cannot be loaded"),
+        (["preview", "--config", "configs/all-ops.yaml", "--images", "{tmp}/tiny.png", "--variants", "0"], "at least 1"),
+    ],
+)
+def test_commands_that_load_tensorflow_still_fail_in_one_line(tmp_path, args, text):
+    """TensorFlow and its native libraries write to file descriptor 2 as they start; a failure is still one line."""
+    (tmp_path / "tiny.png").write_bytes(codec.encode(np.zeros((5, 6, 3), np.uint8), "png"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    coins = data_dir() / "coins.png"
+    result = aeops(*(arg.format(tmp=tmp_path, coins=coins) for arg in args), cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("aeops: ") and text in result.stderr, result.stderr
