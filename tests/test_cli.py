@@ -81,8 +81,8 @@ def test_warnings_not_shown_are_kept_in_a_log_file(capsys):
         (["preview", "--config", "configs/all-ops.yaml", "--images", "{tmp}/tiny.png", "--variants", "0"], "at least 1"),
     ],
 )
-def test_commands_that_load_tensorflow_still_fail_in_one_line(tmp_path, args, text):
-    """TensorFlow and its native libraries write to file descriptor 2 as they start; a failure is still one line."""
+def test_train_evaluate_and_preview_fail_in_exactly_one_line(tmp_path, args, text):
+    """Also once TensorFlow and its native libraries have written to file descriptor 2 as they start."""
     (tmp_path / "tiny.png").write_bytes(codec.encode(np.zeros((5, 6, 3), np.uint8), "png"))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "saved_model.pb").write_bytes(b"not a SavedModel")
