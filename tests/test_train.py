@@ -67,13 +67,6 @@ def test_known_noise_signature_takes_sigma_and_serving_default_stays_blind(serve
     assert set(blind.structured_input_signature[1]) == {"images"}  # CONTRACT §5 unchanged
 
 
-def test_grayscale_fed_as_rgb_restores_each_channel(serve):
-    _, fn = serve
-    gray = np.random.default_rng(1).integers(0, 256, (1, 33, 47, 1), dtype=np.uint8)
-    out = fn(images=tf.constant(np.repeat(gray, 3, axis=-1)))["reconstruction"].numpy()
-    assert out.shape == (1, 33, 47, 3)
-
-
 def test_batch_items_are_independent(serve):
     _, fn = serve
     rng = np.random.default_rng(2)
