@@ -192,3 +192,31 @@ def test_the_training_reader_skips_undecodable_records_and_keeps_every_good_one(
     config = load(TrainConfig, None, ["crop_size=32", "batch_size=14", "validation_fraction=0"])
     (noisy, _), clean = next(iter(data.training_dataset(shards, config)))
     assert noisy.shape == clean.shape == (14, 32, 32, 3)
+
+
+def _local_mean(inputs, training=False):
+    """A probe 'network' whose every output pixel is the mean of all it was given: shows the region each call saw."""
+    images, _ = inputs
+    return tf.broadcast_to(tf.reduce_mean(images, axis=[1, 2], keepdims=True), tf.shape(images))
+
+
+def test_large_images_are_served_in_overlapping_tiles_and_small_ones_whole():
+    from aeops.model.export import OVERLAP, TILE, WHOLE_PIXELS, Denoiser
+
+    module = Denoiser(_local_mean, 8)  # held: the tf.function keeps only a weak reference to it
+    serve = module.serve
+    height, width = 1031, 1100  # above WHOLE_PIXELS: 3 x 3 tiles
+    assert height * width > WHOLE_PIXELS
+    ramp = np.broadcast_to(np.linspace(0, 255, width, dtype=np.float32), (height, width))
+    images = np.repeat(np.rint(ramp)[None, :, :, None], 3, axis=3).astype(np.uint8)
+    out = serve(images=tf.constant(images))["reconstruction"].numpy()[0, :, :, 0].astype(int)
+    padded_width = -(-width // 8) * 8  # the probe sees the mirror-padded image, as a real network would
+    padded = tf.cast(pad_to_multiple(tf.constant(images, tf.float32) / 255.0, 8), tf.float32).numpy()[0, 0, :, 0]
+    for col in range(3):
+        x0 = col * TILE
+        left, right = max(0, x0 - OVERLAP), min(padded_width, x0 + TILE + OVERLAP)
+        expected = round(float(padded[left:right].mean()) * 255)
+        assert abs(out[0, x0] - expected) <= 1 and abs(out[-1, min(x0 + TILE, width) - 1] - expected) <= 1
+    assert len(np.unique(out[0])) == 3  # one value per tile column, not one for the whole image
+    small = images[:, :1024, :1024]  # exactly WHOLE_PIXELS: one pass, one mean
+    assert len(np.unique(serve(images=tf.constant(small))["reconstruction"].numpy())) == 1
