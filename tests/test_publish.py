@@ -17,7 +17,6 @@ import time
 
 import google_crc32c
 import pytest
-from apache_beam.io.filesystems import FileSystems
 
 from aeops import storage
 from aeops.errors import AeopsError, UsageError
@@ -447,16 +446,3 @@ def test_model_sha256_same_local_and_on_gcs_and_sensitive_to_paths_and_bytes(tmp
     assert model_sha256(str(model)) == changed
     with pytest.raises(UsageError, match="model directory"):
         model_sha256(str(tmp_path / "missing"))
-
-
-def test_beam_filesystems_work_on_the_emulator(gcs_emulator):
-    """The fixture is usable by Beam's own gs:// IO (create, match, read, rename, delete)."""
-    path = f"gs://{gcs_emulator}/beam/a.bin"
-    with FileSystems.create(path) as stream:
-        stream.write(b"hello beam")
-    assert [m.size_in_bytes for m in FileSystems.match([f"gs://{gcs_emulator}/beam/*"])[0].metadata_list] == [10]
-    with FileSystems.open(path) as stream:
-        assert stream.read() == b"hello beam"
-    FileSystems.rename([path], [f"gs://{gcs_emulator}/beam/b.bin"])
-    FileSystems.delete([f"gs://{gcs_emulator}/beam/b.bin"])
-    assert not FileSystems.exists(path)

@@ -109,8 +109,12 @@ def written(tmp_path):
 
 
 def test_writes_both_files_where_asked(tmp_path, written):
-    html_path, sheet_path, _ = written
+    html_path, sheet_path, page = written
     assert (html_path, sheet_path) == (str(tmp_path / "report.html"), str(tmp_path / "contact_sheet.png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contact_sheet.png", "report.html"]
+    assert page == report.render_html(_manifest(), _samples())
+    sheet = codec.decode((tmp_path / "contact_sheet.png").read_bytes())
+    np.testing.assert_array_equal(sheet, report.contact_sheet(_manifest(), _samples()))
 
 
 def test_html_is_self_contained(written):
