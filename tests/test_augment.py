@@ -309,9 +309,15 @@ def test_a_missing_model_is_one_line_exit_2(tmp_path, mixed_input):
     assert result.stderr.strip().count("\n") == 0 and "no-model" in result.stderr
 
 
-def test_in_process_and_multi_process_runners_write_identical_records(mixed_input, tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("with_model", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ops", "ops+model"])
+def test_in_process_and_multi_process_runners_write_identical_records(mixed_input, tmp_path, request, with_model):
+    """The ops alone by default; with the model (each worker process starting TensorFlow: ~50 s more) under -m slow."""
     pattern, _ = mixed_input
-    common = ("--model-dir", tiny_model_dir, "--set", "inference.deterministic=true", "--set", "augment.variants=1")
+    if with_model:
+        stage = ("--model-dir", request.getfixturevalue("tiny_model_dir"), "--set", "inference.deterministic=true")
+    else:
+        stage = ("--set", "inference.enabled=false")
+    common = (*stage, "--set", "augment.variants=1")
     assert run(pattern, tmp_path / "one", *common) == 0
     assert run(pattern, tmp_path / "two", *common, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
     _, first, one, dead_one = read_version(tmp_path / "one")

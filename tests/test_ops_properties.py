@@ -4,6 +4,7 @@ uint8 in and out, shape kept, replay exact, and the same (seed, key, variant) al
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,15 +23,8 @@ def images(draw):
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    image=images(),
-    name=st.sampled_from(sorted(CASES)),
-    seed=st.integers(0, 2**63 - 1),
-    key=st.binary(max_size=40),
-    variant=st.integers(1, 10**6),
-)
-def test_any_op_on_any_image(image, name, seed, key, variant):
+def any_op_on_any_image(image, name, seed, key, variant):
+    """The property, run by the default test and by a slow one with 20x the examples."""
     pipeline = ops.build([{"op": name, "p": 1.0, **CASES[name][0]}])
     before = image.copy()
     out, lineage = ops.augment(pipeline, image, seed, key, variant)
@@ -39,6 +33,16 @@ def test_any_op_on_any_image(image, name, seed, key, variant):
     again, same = ops.augment(pipeline, image, seed, key, variant)
     assert np.array_equal(again, out) and same == lineage
     assert np.array_equal(ops.replay(image, json.loads(json.dumps(lineage))), out)
+
+
+def any_op_test(examples: int):
+    strategies = dict(image=images(), name=st.sampled_from(sorted(CASES)), seed=st.integers(0, 2**63 - 1),
+                      key=st.binary(max_size=40), variant=st.integers(1, 10**6))
+    return settings(max_examples=examples, deadline=None)(given(**strategies)(any_op_on_any_image))
+
+
+test_any_op_on_any_image = any_op_test(150)
+test_any_op_on_any_image_thoroughly = pytest.mark.slow(any_op_test(3000))  # ~20 s: pytest -m slow
 
 
 @settings(max_examples=40, deadline=None)
