@@ -3,9 +3,10 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from aeops.seeding import children, variant_children, variant_entropy, variant_rng
+from aeops.seeding import children, noise_seed, variant_children, variant_entropy, variant_rng
 
 
 def test_stable_value():
@@ -66,3 +67,10 @@ def test_variant_children_equal_spawned_children():
 def test_negative_inputs_rejected():
     with pytest.raises(ValueError):
         variant_rng(-1, b"k", 1)
+
+
+def test_noise_seeds_spread_over_their_whole_range():
+    """Ops record a noise seed instead of the noise: seeds that repeat would give every variant the same noise."""
+    seeds = [noise_seed(np.random.default_rng(i)) for i in range(200)]
+    assert len(set(seeds)) == 200 and all(0 <= s < 2**53 for s in seeds)
+    assert max(seeds) > 2**52  # the top bit of the 53 is used: seeds fit a JSON number exactly, and no fewer bits
