@@ -17,6 +17,7 @@ reason it cannot be told apart from the original; the run ends with status 1 whi
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import hashlib
 import random
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         sources, tests = MODULES[name]
         db_path = WORK / (f"{name}.sqlite" if not args.tests_from else f"{name}@{args.tests_from}.sqlite")
         run_module(name, sources, tests, tree, db_path, args)
-        counts, survivors = tally(db_path)
+        counts, survivors = tally(db_path, tree)
         explained = [s for s in survivors if (s["file"], s["before"], s["after"]) in equivalent]
         unexplained += [s for s in survivors if s not in explained]
         rows.append((name, counts, len(explained)))
@@ -149,9 +150,13 @@ def keep_sample(db: WorkDB, size: int, seed: int) -> None:
                             WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
 
 
-def tally(db_path: Path) -> tuple[dict, list[dict]]:
-    """Counts by outcome, and each survivor as {file, before, after, diff} (lines stripped of indentation)."""
-    counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "total": 0}
+def tally(db_path: Path, tree: Path) -> tuple[dict, list[dict]]:
+    """Counts by outcome, and each survivor as {file, line, operator, before, after} (lines stripped).
+
+    A survivor inside a type annotation of a module with ``from __future__ import annotations`` counts as
+    equivalent without a listing: such annotations are never evaluated, so nothing can tell the mutant apart.
+    """
+    counts = {"killed": 0, "survived": 0, "timeout": 0, "incompetent": 0, "annotation": 0, "total": 0}
     survivors = []
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
@@ -162,10 +167,27 @@ def tally(db_path: Path) -> tuple[dict, list[dict]]:
                 counts["incompetent"] += 1
             elif result.test_outcome == TestOutcome.KILLED:
                 counts["timeout" if result.output == "timeout" else "killed"] += 1
+            elif in_lazy_annotation(tree / item.mutations[0].module_path, item.mutations[0].start_pos):
+                counts["annotation"] += 1
             else:
                 counts["survived"] += 1
                 survivors.append(survivor(item, result))
     return counts, survivors
+
+
+def in_lazy_annotation(path: Path, position: tuple[int, int]) -> bool:
+    tree = ast.parse(path.read_text())
+    lazy = any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body)
+    if not lazy:
+        return False
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            spans.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            spans.append(node.returns)
+    return any((n.lineno, n.col_offset) <= tuple(position) < (n.end_lineno, n.end_col_offset) for n in spans)
 
 
 def survivor(item, result) -> dict:
@@ -184,23 +206,25 @@ def load_equivalent() -> set[tuple[str, str, str]]:
 def report(rows, unexplained, args) -> str:
     lines = [f"mutation: cosmic-ray, {args.sample or 'all'} mutant(s) per module, seed {args.seed}"
              + (f", tests from {args.tests_from}" if args.tests_from else ""), "",
-             "| module | mutants | killed | timed out | incompetent | survived | of which equivalent | score |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    totals = [0] * 7
+             "| module | mutants | killed | timed out | incompetent | in annotations | survived | of which listed "
+             "equivalent | score |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    fields = ("total", "killed", "timeout", "incompetent", "annotation", "survived")
+    total = dict.fromkeys(fields, 0)
+    listed = 0
     for name, c, equivalent in rows:
-        values = [c["total"], c["killed"], c["timeout"], c["incompetent"], c["survived"], equivalent]
-        totals = [t + v for t, v in zip(totals, values + [0])]
-        lines.append(f"| {name} | " + " | ".join(map(str, values)) + f" | {score(c, equivalent)} |")
-    total = dict(zip(("total", "killed", "timeout", "incompetent", "survived"), totals))
-    lines.append("| all | " + " | ".join(map(str, totals[:6])) + f" | {score(total, totals[5])} |")
-    lines += ["", "score = (killed + timed out) / (mutants - incompetent - equivalent)"]
+        lines.append(f"| {name} | " + " | ".join(str(c[f]) for f in fields) + f" | {equivalent} | {score(c, equivalent)} |")
+        total = {f: total[f] + c[f] for f in fields}
+        listed += equivalent
+    lines.append("| all | " + " | ".join(str(total[f]) for f in fields) + f" | {listed} | {score(total, listed)} |")
+    lines += ["", "score = (killed + timed out) / (mutants - incompetent - in annotations - listed equivalent)"]
     for s in unexplained:
         lines.append(f"SURVIVED {s['file']}:{s['line']} {s['operator']}\n    - {s['before']}\n    + {s['after']}")
     return "\n".join(lines)
 
 
 def score(c: dict, equivalent: int) -> str:
-    judged = c["total"] - c["incompetent"] - equivalent
+    judged = c["total"] - c["incompetent"] - c["annotation"] - equivalent
     return f"{100 * (c['killed'] + c['timeout']) / judged:.0f}%" if judged else "-"
 
 
