@@ -43,7 +43,7 @@ NO_TENSORFLOW = "-k 'not tensorflow'"  # two schema tests only check TensorFlow 
 MODULES = {
     "seeding": (["aeops/seeding.py"], "tests/test_seeding.py"),
     "codec": (["aeops/codec.py"], "tests/test_codec.py"),
-    "tfrecord": (["aeops/tfrecord.py"], f"tests/test_schema.py {NO_TENSORFLOW}"),
+    "tfrecord": (["aeops/tfrecord.py"], f"tests/test_tfrecord.py tests/test_schema.py {NO_TENSORFLOW}"),
     "schema": (["aeops/schema.py"], f"tests/test_schema.py {NO_TENSORFLOW}"),
     "ops": (sorted(f"aeops/ops/{p.name}" for p in (ROOT / "aeops" / "ops").glob("*.py")),
             "tests/test_ops.py tests/test_ops_properties.py"),

@@ -35,7 +35,7 @@ def test_counts_that_do_not_add_up_fail_naming_both_sides(records_out, dead_vari
 
 
 def test_dead_tally_counts_entries_variants_stages_and_reasons():
-    rows = [Dead(b"a", "f", "decode", "truncated: x", 3), Dead(b"b", "f", "infer", "TypeError: y", 1),
+    rows = [Dead(b"a", "f", "decode", "truncated: x", 3), Dead(b"b", "f", "infer", "TypeError: y: z", 1),
             Dead(b"c", "g", "decode", "truncated: z", 3)]
     tally = DeadTally()
     halves = [tally.add_input(tally.add_input(tally.create_accumulator(), rows[0]), rows[1]),
@@ -54,6 +54,15 @@ def test_stats_sum_and_padding_overhead():
     assert (summary["outputs"], summary["restored"]) == (3, 2)
     assert summary["psnr"]["max"] == 100.0 and summary["psnr"]["min"] < 100.0
     assert summary["padding_overhead"] == pytest.approx(32 * 64 / (30 * 40) - 1)  # 30x40 rides as 32x64
+    assert summary["ssim"]["count"] == 2 and summary["ssim"]["max"] == pytest.approx(1.0)
+
+
+def test_images_too_small_for_ssim_count_for_psnr_only():
+    tiny = np.zeros((6, 40, 3), np.uint8)  # below the smallest SSIM window on one side
+    stats = Stats.of(tiny, tiny + 1, 8)
+    assert (stats.restored, stats.ssim_count) == (1, 0) and stats.psnr_sum == pytest.approx(48.13, abs=0.01)
+    assert (stats.real_pixels, stats.padded_pixels) == (240, 320)
+    assert stats.summary()["ssim"] is None and Stats().summary()["psnr"] is None
 
 
 def finalize(root: str, records: int, outputs: int, dead: list[Dead]):

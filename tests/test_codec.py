@@ -222,3 +222,23 @@ def test_pixel_limit_counts_pixels_not_samples_and_is_inclusive():
         codec.decode(data, max_pixels=767)
     with pytest.raises(ImageTooLargeError):
         codec.probe(data, max_pixels=767)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_cut_jpeg_or_png_is_reported_as_truncated_not_corrupt(fmt):
+    """The dead-letter reason tells a cut download (truncated) from damaged bytes (corrupt)."""
+    big = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    data = pil_bytes(Image.fromarray(big), fmt)
+    with pytest.raises(TruncatedImageError, match=f"^truncated {fmt} image: "):
+        codec.decode(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1)])
+def test_one_pixel_wide_images_decode(shape):
+    pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(codec.decode(pil_bytes(Image.fromarray(pixels), "PNG")), pixels)
+
+
+def test_encode_defaults_to_jpeg_at_quality_95():
+    noisy = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert codec.encode(noisy) == codec.encode(noisy, "jpeg", 95) != codec.encode(noisy, "jpeg", 94)

@@ -8,13 +8,18 @@ exactly what the handler fed it, the padding included. A batch the model fails o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.ml.inference.base import KeyedModelHandler
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.util import assert_that, equal_to
 
-from aeops.inference import AREA_BOUNDARIES, Failure, ImageRestorationHandler, Restorable, bucket_shape, pad_to
+from aeops import storage
+from aeops.inference import (AREA_BOUNDARIES, Failure, ImageRestorationHandler, Restorable, bucket_shape, local_copy,
+                             pad_to)
 from tests.model_fixtures import REJECTED_HEIGHT
 
 
@@ -45,7 +50,8 @@ def test_bucket_shape_rounds_each_side_up(shape, multiple, expected):
     assert bucket_shape(shape, multiple) == expected
 
 
-@pytest.mark.parametrize("height, width, to_h, to_w", [(5, 7, 8, 16), (8, 8, 64, 64), (3, 40, 32, 40), (9, 9, 9, 9)])
+@pytest.mark.parametrize("height, width, to_h, to_w",
+                         [(5, 7, 8, 16), (8, 8, 64, 64), (3, 40, 32, 40), (9, 9, 9, 9), (300, 257, 320, 288)])
 def test_pad_to_mirrors_at_the_bottom_and_right(height, width, to_h, to_w):
     source = image(height, width)
     padded = pad_to(source, to_h, to_w)
@@ -124,3 +130,32 @@ def test_a_failed_sub_batch_is_retried_image_by_image(one_size_rejecting_model):
     failure = results[1].inference
     assert isinstance(failure, Failure) and failure.reason.startswith("InvalidArgumentError: ")
     assert f"rejects images {REJECTED_HEIGHT} pixels high" in failure.reason and "\n" not in failure.reason
+
+
+def test_padded_and_real_pixels_are_counted_through_run_inference(mirror_model):
+    """The counters behind the manifest's padding overhead, read back from a real Beam run."""
+    handler = KeyedModelHandler(ImageRestorationHandler(mirror_model, pad_multiple=32, max_batch_size=4))
+    shapes = [(30, 40), (47, 33), (64, 64), (30, 40), (5, 7)]
+    elements = [(f"k{i}", Restorable(np.zeros((*shape, 3), np.uint8), restore=i != 1)) for i, shape in enumerate(shapes)]
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create(elements) | RunInference(handler)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
+    restored = [shape for i, shape in enumerate(shapes) if i != 1]
+    assert counters["inference_real_pixels"] == sum(h * w for h, w in restored)
+    assert counters["inference_padded_pixels"] == sum(np.prod(bucket_shape(shape, 32)) for shape in restored)
+
+
+def test_a_model_on_gcs_is_copied_locally_and_loads(mirror_model, gcs_emulator):
+    base = f"gs://{gcs_emulator}/models/mirror"
+    local_files = {p.relative_to(mirror_model).as_posix(): p.read_bytes() for p in Path(mirror_model).rglob("*")
+                   if p.is_file()}
+    for rel, data in local_files.items():
+        storage.write_bytes(f"{base}/{rel}", data)
+    copy = local_copy(base + "/")
+    assert {p.relative_to(copy).as_posix(): p.read_bytes() for p in Path(copy).rglob("*") if p.is_file()} == local_files
+    assert local_copy(mirror_model) == mirror_model  # a local model is used where it is
+    handler = ImageRestorationHandler(base, pad_multiple=8)
+    [result] = handler.run_inference([Restorable(image(8, 8, 5))], handler.load_model())
+    np.testing.assert_array_equal(result.inference, result.example[:, ::-1])

@@ -180,6 +180,8 @@ def test_some_of_applies_n_in_config_order():
         ([{"p": 1}], "ops[0]: expected a mapping with an 'op' key"),
         ([{"op": "one_of", "ops": []}], "ops[0] (one_of): needs a non-empty 'ops' list"),
         ([{"op": "some_of", "n": [1, 3], "ops": [{"op": "hflip"}]}], "ops[0] (some_of): n = [1, 3] is out of range"),
+        ([{"op": "some_of", "n": [0.5, 1], "ops": [{"op": "hflip"}]}], "ops[0] (some_of): n must be [low, high], two integers"),
+        ([{"op": "random_resized_crop", "ratio": [0.5, 101]}], "ratio = [0.5, 101] is out of range; allowed within [0.01, 100]"),
         ([{"op": "some_of", "ops": [{"op": "gamma", "g": [1, 2]}]}], "ops[0].ops[0] (gamma): unknown parameter 'g'"),
         ({"op": "hflip"}, "ops must be a list"),
     ],

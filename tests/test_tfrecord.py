@@ -1,8 +1,11 @@
-"""The hand-written TFRecord reader: a length header that lies costs a dead letter, never the memory it claims."""
+"""The hand-written TFRecord reader: framing byte for byte as TensorFlow writes it, each kind of damage reported
+with its offset, and a length header that lies costs a dead letter, never the memory it claims."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import io
 import struct
 import subprocess
 import sys
@@ -53,3 +56,36 @@ def test_reading_a_lying_header_allocates_what_the_file_holds_not_what_it_claims
     )
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "truncated record" in result.stdout, result.stderr[-500:]
+
+
+# tf.io.TFRecordWriter's bytes for the records b"aeops" and b"" (TensorFlow 2.21): length, masked CRC32C of the
+# length, data, masked CRC32C of the data.
+TENSORFLOW_WROTE = bytes.fromhex("0500000000000000eab2043e61656f7073b663332b" "000000000000000029039807d8ea82a2")
+
+
+def test_framing_is_byte_for_byte_what_tfrecordwriter_writes():
+    assert tfrecord.frame(b"aeops") + tfrecord.frame(b"") == TENSORFLOW_WROTE
+    assert list(tfrecord.read_records(io.BytesIO(TENSORFLOW_WROTE))) == [b"aeops", b""]
+    assert tfrecord.masked_crc(b"aeops") == 0x2B3363B6
+
+
+def test_a_record_cut_short_is_reported_with_both_lengths():
+    frames = list(tfrecord.read_frames(io.BytesIO(TENSORFLOW_WROTE[:-16 - 3])))
+    assert frames == [tfrecord.Frame(0, b"aeops", "truncated record (6 of 9 bytes after header)")]
+    header_only = list(tfrecord.read_frames(io.BytesIO(TENSORFLOW_WROTE[:5])))
+    assert header_only == [tfrecord.Frame(0, b"", "truncated record header (5 of 12 bytes)")]
+
+
+def test_a_damaged_gzip_stream_ends_the_file_with_a_frame_saying_so():
+    good = gzip.compress(tfrecord.frame(b"one") + tfrecord.frame(b"two"), mtime=0)
+    damaged = good[:20] + bytes(b ^ 0x5A for b in good[20:30]) + good[30:]
+    frames = list(tfrecord.read_frames(io.BytesIO(damaged), gzipped=True))
+    assert frames[-1].error.startswith("unreadable compressed stream: ")
+    assert all(frame.error is None for frame in frames[:-1])
+
+
+def test_frames_are_immutable_values():
+    frame = tfrecord.Frame(12, b"x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frame.offset = 0
+    assert frame == tfrecord.Frame(12, b"x", None) and frame.error is None
