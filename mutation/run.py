@@ -2,7 +2,7 @@
 
     python mutation/run.py [--sample 20] [--seed 0] [--modules seeding,codec] [--tests-from REV]
 
-Each core module is mutated alone and checked against its own fast test files only (the third column of
+Each core module is mutated alone and checked against its own fast test files only (the pytest arguments in
 :data:`MODULES`), so one mutant costs one short pytest run. cosmic-ray lists every mutant of a module; a fixed,
 seeded sample of ``--sample`` of them runs (``--sample 0``: all of them). cosmic-ray rewrites the files it
 mutates, so everything runs in a copy of the checkout under ``build/mutation/tree``, never in the checkout.
