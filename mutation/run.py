@@ -49,7 +49,8 @@ MODULES = {
             "tests/test_ops.py tests/test_ops_properties.py"),
     "accounting": (["aeops/accounting.py"], "tests/test_accounting.py"),
     "publish": (["aeops/publish.py"], "tests/test_publish.py -k 'not fingerprint and not list_inputs and not sha256'"),
-    "fingerprint": (["aeops/fingerprint.py"], "tests/test_publish.py -k 'fingerprint or list_inputs or sha256'"),
+    "fingerprint": (["aeops/fingerprint.py"],
+                    "tests/test_fingerprint.py tests/test_publish.py -k 'fingerprint or list_inputs or sha256'"),
     "inference": (["aeops/inference.py"], "tests/test_inference.py"),
 }
 

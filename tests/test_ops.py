@@ -182,6 +182,7 @@ def test_some_of_applies_n_in_config_order():
         ([{"op": "some_of", "n": [1, 3], "ops": [{"op": "hflip"}]}], "ops[0] (some_of): n = [1, 3] is out of range"),
         ([{"op": "some_of", "n": [0.5, 1], "ops": [{"op": "hflip"}]}], "ops[0] (some_of): n must be [low, high], two integers"),
         ([{"op": "random_resized_crop", "ratio": [0.5, 101]}], "ratio = [0.5, 101] is out of range; allowed within [0.01, 100]"),
+        ([{"op": "random_resized_crop", "ratio": [0.005, 1]}], "ratio = [0.005, 1] is out of range; allowed within [0.01, 100]"),
         ([{"op": "some_of", "ops": [{"op": "gamma", "g": [1, 2]}]}], "ops[0].ops[0] (gamma): unknown parameter 'g'"),
         ({"op": "hflip"}, "ops must be a list"),
     ],
@@ -297,6 +298,11 @@ def test_random_resized_crop_draws_the_area_and_aspect_it_is_given():
         assert 1.5 - 1e-9 <= (params["width"] * 120) / (params["height"] * 80) <= 2.5 + 1e-9
         t, l, h, w = F.box(image.shape, params["top"], params["left"], params["height"], params["width"], minimum=1)
         np.testing.assert_array_equal(out, F.resize(image[t : t + h, l : l + w], 80, 120, "linear"))
+
+
+def test_random_resized_crop_defaults_are_torchvisions():
+    assert ops.build([{"op": "random_resized_crop"}]).steps[0].config == {
+        "scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3), "interpolation": "linear", "output_size": "keep"}
 
 
 def test_random_resized_crop_falls_back_to_the_whole_image_clamped_to_the_ratio():

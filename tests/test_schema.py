@@ -107,3 +107,8 @@ def test_tfrecord_files_are_readable_by_tensorflow(tmp_path):
     with open(path, "wb") as stream:
         tfrecord.write_records(stream, [b"a", b"bc"], gzipped=True)
     assert [r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")] == [b"a", b"bc"]
+
+
+def test_an_empty_image_key_falls_back_to_the_sha256_even_with_more_values():
+    data = make({schema.IMAGE: schema.bytes_feature(b"img"), schema.KEY: schema.bytes_feature(b"", b"second")})
+    assert schema.parse(data).key == hashlib.sha256(b"img").hexdigest().encode()

@@ -82,3 +82,11 @@ def test_noise_seed_stable_value():
 
 
 NOISE_GOLDEN = 8797329410709207
+
+
+def test_seed_zero_and_variant_zero_are_valid_and_distinct():
+    """Variant 0 (the source itself) is still seeded: the restore share of the original is drawn from it."""
+    values = {variant_entropy(seed, b"k", variant) for seed in (0, 1) for variant in (0, 1)}
+    assert len(values) == 4
+    with pytest.raises(ValueError, match="variant=-1"):
+        variant_entropy(0, b"k", -1)

@@ -89,3 +89,9 @@ def test_frames_are_immutable_values():
     with pytest.raises(dataclasses.FrozenInstanceError):
         frame.offset = 0
     assert frame == tfrecord.Frame(12, b"x", None) and frame.error is None
+
+
+def test_a_gzip_stream_cut_short_ends_the_file_with_a_frame_saying_so():
+    cut = gzip.compress(tfrecord.frame(b"one") + tfrecord.frame(b"two"), mtime=0)[:-12]
+    frames = list(tfrecord.read_frames(io.BytesIO(cut), gzipped=True))
+    assert frames[-1].error.startswith("unreadable compressed stream: Compressed file ended")
