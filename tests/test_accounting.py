@@ -8,6 +8,7 @@ import pytest
 
 from aeops import storage
 from aeops.accounting import DeadTally, Stats, raise_unless_reconciled
+from aeops.config import PipelineConfig
 from aeops.errors import AeopsError
 from aeops.publish import MANIFEST, Publisher
 from aeops.stages import Dead, Finalize, now
@@ -67,11 +68,11 @@ def test_images_too_small_for_ssim_count_for_psnr_only():
 
 def finalize(root: str, records: int, outputs: int, dead: list[Dead]):
     """Beam's Finalize stage on hand-made counts: ``records`` read x 2 variants against what was written."""
-    version = "v-0123456789ab"
     with Publisher(root) as publisher:
-        token = publisher.prepare(version, publisher.latest().token)
+        version, token = publisher.prepare("v-0123456789ab", publisher.latest().token)
         context = {"root": root, "version": version, "token": token, "keep": 0, "fingerprint": "0123456789ab",
-                   "config": {}, "inputs": [], "runner": "DirectRunner", "model": None, "variants": 2,
+                   "config": PipelineConfig().model_dump(mode="json"), "inputs": [], "runner": "DirectRunner",
+                   "model": None, "variants": 2,
                    "started": now(), "aeops_version": "test"}
         with beam.Pipeline() as pipeline:
             def made(name, items):
