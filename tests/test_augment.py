@@ -333,7 +333,7 @@ def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
     flags = ("--model-dir", tiny_model_dir, "--set", "inference.max_batch_duration_secs=0.05",
              "--set", "inference.min_batch_size=2", "--set", "augment.variants=1")
     argv = ["--config", "configs/local.yaml", "--input", str(pattern), "--output", str(tmp_path / "out"),
-            "--set", OPS, *flags, "--set", "inference.max_batch_size=4"]
+            "--set", OPS, *LENIENT, *flags, "--set", "inference.max_batch_size=4"]
     result = augment.launch(argv)
     _, manifest, outputs, _ = read_version(tmp_path / "out")
     assert manifest["metrics"]["restored"] == len(outputs) == manifest["records_out"] == 10
