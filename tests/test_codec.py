@@ -242,3 +242,15 @@ def test_one_pixel_wide_images_decode(shape):
 def test_encode_defaults_to_jpeg_at_quality_95():
     noisy = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert codec.encode(noisy) == codec.encode(noisy, "jpeg", 95) != codec.encode(noisy, "jpeg", 94)
+
+
+@pytest.mark.parametrize("fmt, words", [("GIF", "broken data stream"), ("PNG", "unrecognized data stream")])
+def test_a_damaged_gif_or_png_stream_is_filed_under_truncated(fmt, words):
+    """What the codec does today with Pillow's words for a compressed stream that stops making sense: the
+    same reason as a cut file (whether "corrupt" would serve users better is the codec's call)."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    data = bytearray(pil_bytes(noise.quantize(64) if fmt == "GIF" else noise, fmt))
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    with pytest.raises(TruncatedImageError, match=words):
+        codec.decode(bytes(data))
