@@ -87,6 +87,7 @@ def finalize(root: str, records: int, outputs: int, dead: list[Dead]):
                 "samples": made("Samples", []),
                 "data_files": made("DataFiles", []),
                 "dead_files": made("DeadFiles", []),
+                "statistics": made("Statistics", []),
             }
             parts | "Finalize" >> Finalize(context, samples=0)
     return version
