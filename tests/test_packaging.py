@@ -43,7 +43,9 @@ def instructions() -> list[tuple[str, str]]:
 
 
 USED_WITHOUT_IMPORT = {"tensorboard"}  # tf.summary imports it to write the training curves (setup.py says so)
-OPTIONAL_IMPORTS = {"bm3d"}  # used when installed, never a dependency (aeops/evaluate.py: non-commercial licence)
+# Used when installed, never a dependency: bm3d (aeops/evaluate.py: non-commercial licence); jax (aeops/model/
+# jax_training.py runs on accelerator machines that have JAX and no TensorFlow, so no extra of ours can install it).
+OPTIONAL_IMPORTS = {"bm3d", "jax"}
 
 
 def third_party_imports() -> set[str]:
