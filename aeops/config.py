@@ -120,6 +120,9 @@ class InferenceConfig(Strict):
     fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of variants the model restores")
     min_batch_size: int = Field(1, ge=1)
     max_batch_size: int = Field(16, ge=1, le=4096)
+    max_batch_pixels: int = Field(
+        1 << 20, ge=1, description="padded pixels per model call (one image at least): the GPU memory bound"
+    )
     max_batch_duration_secs: float | None = Field(
         None, gt=0, description="enables Beam's stateful shape-bucketed batching (a shuffle); null = stream"
     )

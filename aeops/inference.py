@@ -6,7 +6,7 @@ Beam's own TensorFlow handler loads with Keras 3's ``load_model``, which rejects
 
 Images of different sizes share a batch by padding: each image is padded (mirror) to its own *bucket
 shape*, height and width rounded up to ``pad_multiple``, and the handler runs one sub-batch per bucket
-shape (in calls of at most :data:`MAX_CALL_PIXELS`), then crops every result back. Because the pad
+shape (in calls of at most ``max_batch_pixels`` padded pixels), then crops every result back. Because the pad
 depends only on the image's own size, an image's pixels do not depend on which other images shared its
 batch (up to float-kernel rounding; see ``deterministic``). The padded pixels are counted, so the
 overhead of bucketing is measured, not guessed.
@@ -20,25 +20,36 @@ import tempfile
 from collections import defaultdict
 from typing import Any, Iterable, NamedTuple, Sequence
 
+import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils.windowed_value import WindowedValue
 
 from aeops import storage
 
 NAMESPACE = "aeops"
 # Bucket boundaries over padded area (pixels): batches mix sizes only within one of these ranges.
 AREA_BOUNDARIES = [s * s for s in (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072)]
-# Padded pixels per model call: a batch of large images is fed in calls of at most this many pixels (one
-# image at least). The network's activations grow with the pixels of a call, not of an image: eight
-# 16-megapixel variants in one call held several gigabytes; at this bound a call holds what one
-# megapixel image does (above it the model itself restores in tiles), and small images still batch.
+# Padded pixels per model call by default (``inference.max_batch_pixels``): a batch of large images is fed
+# in calls of at most this many pixels (one image at least). The network's activations grow with the
+# pixels of a call, not of an image: eight 16-megapixel variants in one call held several gigabytes; at
+# this bound a call holds what one megapixel image does (above it the model itself restores in tiles), and
+# small images still batch. On a GPU it is the knob that keeps a call inside the device's memory.
 MAX_CALL_PIXELS = 1 << 20
+# Padded pixels :class:`GroupByBucketShape` may hold, in model calls' worth: beyond it the largest group
+# goes on unfilled, so the buffer stays bounded however many bucket shapes a bundle has.
+BUFFERED_CALLS = 8
 
 
 def bucket_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, int]:
     """(height, width) rounded up to ``multiple``: the shape an image is padded to for batching."""
     return -(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple
+
+
+def images_per_call(height: int, width: int, max_batch_size: int, max_batch_pixels: int) -> int:
+    """How many images of one bucket shape make a full model call: the image count or the pixel budget."""
+    return max(1, min(max_batch_size, max_batch_pixels // max(1, height * width)))
 
 
 class Restorer:
@@ -104,6 +115,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         max_batch_duration_secs: float | None = None,
         deterministic: bool = False,
         model_copies: int | None = None,
+        max_batch_pixels: int = MAX_CALL_PIXELS,
     ):
         multiple = pad_multiple
         bucketing = {}
@@ -123,6 +135,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         )
         self.model_dir = model_dir
         self.pad_multiple = pad_multiple
+        self.max_batch_pixels = max_batch_pixels
         self.deterministic = deterministic
         self._padded = Metrics.counter(NAMESPACE, "inference_padded_pixels")
         self._real = Metrics.counter(NAMESPACE, "inference_real_pixels")
@@ -147,7 +160,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             if item.restore:
                 groups[bucket_shape(item.image.shape, self.pad_multiple)].append(index)
         for (height, width), indices in groups.items():
-            per_call = max(1, MAX_CALL_PIXELS // (height * width))
+            per_call = images_per_call(height, width, len(indices), self.max_batch_pixels)
             for start in range(0, len(indices), per_call):
                 call = indices[start : start + per_call]
                 try:
@@ -175,6 +188,51 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+
+class GroupByBucketShape(beam.DoFn):
+    """Keyed :class:`Restorable` elements reordered within the bundle so that a bucket shape's images arrive
+    together, a full model call (:func:`images_per_call`) at a time; what is left goes at the bundle's end.
+
+    Streaming ``BatchElements`` batches consecutive elements, so a batch of 8 mixed sizes became ~3 model
+    calls of 2-3 images (431 calls for 137 batches); after this, a batch is one shape, as the model-alone
+    ceiling's are. Only the order changes within a bundle, never an image (CONTRACT §4), and at most
+    :data:`BUFFERED_CALLS` calls' worth of pixels wait here, so memory stays flat. Images the model will
+    not restore form batches of their own, so that they do not shift the others' batch boundaries.
+    """
+
+    def __init__(self, pad_multiple: int, max_batch_size: int, max_batch_pixels: int):
+        self.pad_multiple = pad_multiple
+        self.max_batch_size = max_batch_size
+        self.max_batch_pixels = max_batch_pixels
+
+    def start_bundle(self):
+        self._groups: dict[tuple[int, int], list[WindowedValue]] = {}
+        self._pixels = 0
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        image, restore = element[1]
+        shape = bucket_shape(image.shape, self.pad_multiple) if restore else UNRESTORED
+        group = self._groups.setdefault(shape, [])
+        group.append(WindowedValue(element, timestamp, [window]))
+        self._pixels += shape[0] * shape[1]
+        if len(group) >= images_per_call(*shape, self.max_batch_size, self.max_batch_pixels):
+            yield from self._release(shape)
+        elif self._pixels > BUFFERED_CALLS * self.max_batch_pixels:
+            yield from self._release(max(self._groups, key=lambda s: len(self._groups[s]) * s[0] * s[1]))
+
+    def finish_bundle(self):
+        for shape in list(self._groups):
+            yield from self._release(shape)
+
+    def _release(self, shape: tuple[int, int]) -> list[WindowedValue]:
+        group = self._groups.pop(shape)
+        self._pixels -= len(group) * shape[0] * shape[1]
+        return group
+
+
+# The group of images the model will not restore: no pixels through the model, a batch of them is a full one.
+UNRESTORED = (0, 0)
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:

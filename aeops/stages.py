@@ -29,7 +29,7 @@ from aeops.accounting import DeadTally, Stats, StatsCombine, publish_gate, raise
 from aeops.config import PipelineConfig
 from aeops.draw import draw
 from aeops.errors import AeopsError, DecodeError, RecordError
-from aeops.inference import NAMESPACE, Failure, ImageRestorationHandler, Restorable
+from aeops.inference import NAMESPACE, Failure, GroupByBucketShape, ImageRestorationHandler, Restorable
 from aeops.ops import Targets, augment, build
 from aeops import progress as progress_files
 from aeops.publish import MANIFEST, Publisher
@@ -257,22 +257,28 @@ class Restore(beam.PTransform):
             restored = variants | "NoModel" >> beam.MapTuple(lambda variant, image: (variant, image, None))
             return {"restored": restored, DEAD: variants.pipeline | "NoInferenceFailures" >> beam.Create([])}
         inference = self.config.inference
+        # Streaming batches come whole from GroupByBucketShape: a fixed size keeps them aligned with its groups.
+        by_shape = inference.max_batch_duration_secs is None and not inference.deterministic
         handler = KeyedModelHandler(
             ImageRestorationHandler(
                 self.model_dir,
                 pad_multiple=inference.pad_multiple,
-                min_batch_size=inference.min_batch_size,
+                min_batch_size=inference.max_batch_size if by_shape else inference.min_batch_size,
                 max_batch_size=inference.max_batch_size,
                 max_batch_duration_secs=inference.max_batch_duration_secs,
                 deterministic=inference.deterministic,
                 model_copies=inference.model_copies,
+                max_batch_pixels=inference.max_batch_pixels,
             )
         )
-        results, failures = (
-            variants
-            | "MarkSelected" >> beam.MapTuple(lambda variant, image: (variant, Restorable(image, variant.restore)))
-            | "RunInference" >> RunInference(handler).with_exception_handling()
+        selected = variants | "MarkSelected" >> beam.MapTuple(
+            lambda variant, image: (variant, Restorable(image, variant.restore))
         )
+        if by_shape:
+            selected = selected | "GroupByBucketShape" >> beam.ParDo(
+                GroupByBucketShape(inference.pad_multiple, inference.max_batch_size, inference.max_batch_pixels)
+            )
+        results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()
         unpacked = results | "Unpack" >> beam.FlatMapTuple(_unpack).with_outputs(DEAD, main="restored")
         failed = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
         dead = (unpacked[DEAD], failed) | "InferenceFailures" >> beam.Flatten()

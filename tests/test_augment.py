@@ -343,6 +343,19 @@ def test_stateful_shape_bucketing_path(mixed_input, tmp_path, tiny_model_dir):
     assert batches.count == calls.count > 0 and batches.sum == calls.sum
 
 
+def test_the_configured_pixel_budget_bounds_every_model_call(mixed_input, tmp_path, tiny_model_dir):
+    """``inference.max_batch_pixels`` reaches the handler: 2,048 padded pixels is one 32x64 or 64x64 image a call."""
+    pattern, _ = mixed_input
+    argv = ["--config", "configs/local.yaml", "--input", str(pattern), "--output", str(tmp_path / "out"),
+            "--set", OPS, *LENIENT, "--model-dir", tiny_model_dir, "--set", "augment.variants=1",
+            "--set", "inference.max_batch_size=4", "--set", "inference.max_batch_pixels=2048"]
+    result = augment.launch(argv)
+    _, manifest, outputs, _ = read_version(tmp_path / "out")
+    assert manifest["metrics"]["restored"] == len(outputs) == 10
+    batches, calls = (_distribution(result, name) for name in ("inference_request_batch_size", "inference_batch_size"))
+    assert batches.max > 1 and calls.max == 1 and calls.sum == 10
+
+
 def _distribution(result, name: str):
     [found] = result.metrics().query(MetricsFilter().with_name(name))["distributions"]
     return found.committed

@@ -16,10 +16,11 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
 
 from aeops import storage
-from aeops.inference import (AREA_BOUNDARIES, Failure, ImageRestorationHandler, Restorable, bucket_shape, local_copy,
-                             pad_to)
+from aeops.inference import (AREA_BOUNDARIES, BUFFERED_CALLS, Failure, GroupByBucketShape, ImageRestorationHandler,
+                             Restorable, bucket_shape, local_copy, pad_to)
 from tests.model_fixtures import REJECTED_HEIGHT
 
 
@@ -110,6 +111,63 @@ def test_beam_batches_never_mix_area_buckets(mirror_model):
                     label="OneBucketPerBatch")
         assert_that(batches | "Sizes" >> beam.Map(lambda counted: counted[1]) | beam.CombineGlobally(sum),
                     equal_to([len(elements)]), label="EveryElementBatched")
+
+
+def test_streaming_batches_after_group_by_bucket_shape_are_one_shape_each():
+    """Batches of 4 over 8 interleaved sizes: without the regrouping each batch held 2-4 bucket shapes."""
+    shapes = [(30, 40), (47, 33), (64, 64), (120, 100), (5, 7), (64, 60), (90, 20), (33, 33)] * 4
+    restorable = [Restorable(np.zeros((*shape, 3), np.uint8)) for shape in shapes]
+    for at in (4, 13, 22, 31):  # four images the model is not to restore, among the others
+        restorable.insert(at, Restorable(np.zeros((30, 40, 3), np.uint8), restore=False))
+    elements = [(f"k{i}", item) for i, item in enumerate(restorable)]
+
+    def shapes_in(batch):
+        return len({bucket_shape(item.image.shape, 32) for _, item in batch if item.restore}), sorted(k for k, _ in batch)
+
+    with beam.Pipeline() as pipeline:
+        batches = (pipeline | beam.Create(elements, reshuffle=False)
+                   | beam.ParDo(GroupByBucketShape(32, 4, 1 << 20))
+                   | beam.BatchElements(min_batch_size=4, max_batch_size=4) | beam.Map(shapes_in))
+        # The 4 unrestored images fill one batch of their own; every other batch is one shape.
+        assert_that(batches | "Shapes" >> beam.Map(lambda counted: counted[0]) | beam.combiners.Count.PerElement(),
+                    equal_to([(0, 1), (1, 8)]), label="OneShapePerBatch")
+        assert_that(batches | "Keys" >> beam.FlatMap(lambda counted: counted[1]),
+                    equal_to([key for key, _ in elements]), label="EveryElementOnce")
+
+
+def test_group_by_bucket_shape_holds_a_bounded_number_of_pixels():
+    """Many bucket shapes that never fill a call: the largest group goes on unfilled past the buffer bound."""
+    budget = 64 * 64 * 4
+    grouping = GroupByBucketShape(8, 16, budget)
+    grouping.start_bundle()
+    held = passed = 0
+    for i in range(400):
+        element = (f"k{i}", Restorable(np.zeros((8 + 8 * (i % 50), 8 + 8 * (i // 50), 3), np.uint8)))
+        held += element[1].image.shape[0] * element[1].image.shape[1]
+        out = list(grouping.process(element, 0, GlobalWindow()))
+        held -= sum(v.value[1].image.shape[0] * v.value[1].image.shape[1] for v in out)
+        passed += len(out)
+        assert held <= BUFFERED_CALLS * budget
+    flushed = list(grouping.finish_bundle())
+    assert passed + len(flushed) == 400 and passed > 0
+
+
+def test_model_calls_hold_at_most_the_pixel_budget(mirror_model):
+    """``max_batch_pixels`` splits one shape's images into calls that fit it (one image at least)."""
+    handler = ImageRestorationHandler(mirror_model, pad_multiple=32, max_batch_size=8, max_batch_pixels=2 * 32 * 64)
+    restorer = handler.load_model()
+    calls = []
+
+    def model(batch: np.ndarray) -> np.ndarray:  # the real model, its calls recorded
+        calls.append(batch.shape[:3])
+        return restorer(batch)
+
+    images = [image(30, 40, seed) for seed in range(5)] + [image(100, 90)]
+    results = handler.run_inference([Restorable(i) for i in images], model)
+    assert calls == [(2, 32, 64), (2, 32, 64), (1, 32, 64), (1, 128, 96)]  # 128x96 alone is over the budget
+    for item, result in zip(images, results):  # the mirror of the padded image, cropped back
+        mirrored = pad_to(item, *bucket_shape(item.shape, 32))[:, ::-1]
+        np.testing.assert_array_equal(result.inference, mirrored[: item.shape[0], : item.shape[1]])
 
 
 def test_a_failed_sub_batch_is_retried_image_by_image(one_size_rejecting_model):
