@@ -58,6 +58,7 @@ from readme import cpu, emit  # noqa: E402 - benchmarks/ is on sys.path when a b
 
 CONFIG = ROOT / "configs" / "local.yaml"
 OVERRIDES = ["augment.variants=1", "augment.keep_original=false"]
+NO_MODEL = "inference.enabled=false"
 # (height, width) of the generated images: mixed sizes, most of them not multiples of the 32 px bucket.
 SHAPES = ((64, 64), (72, 100), (96, 128), (128, 128), (150, 200), (200, 300))
 # Smaller sizes for the 5k memory runs when the full sizes would take too long (--memory-small).
@@ -108,21 +109,21 @@ def generate(directory: Path, count: int, shapes=SHAPES, shards: int = SHARDS) -
 # --- contender 1: aeops ----------------------------------------------------------------------------
 
 
-def aeops_argv(pattern: str, root: str, model_dir: str) -> list[str]:
+def aeops_argv(pattern: str, root: str, model_dir: str, *overrides: str) -> list[str]:
     argv = ["--config", str(CONFIG), "--input", pattern, "--output", root, "--model-dir", model_dir]
-    for item in OVERRIDES:
+    for item in (*OVERRIDES, *overrides):
         argv += ["--set", item]
     return argv
 
 
-def run_aeops(pattern: str, root: str, model_dir: str) -> dict:
+def run_aeops(pattern: str, root: str, model_dir: str, *overrides: str) -> dict:
     """Wall clock of ``pipelines.augment.run`` and what its manifest says."""
     from pipelines import augment
 
     log = io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        status = augment.run(aeops_argv(pattern, root, model_dir))
+        status = augment.run(aeops_argv(pattern, root, model_dir, *overrides))
     seconds = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"aeops augment exited {status}:\n{log.getvalue()}")
@@ -291,13 +292,21 @@ def versions() -> str:
     return f"aeops {aeops.__version__}, Beam {apache_beam.__version__}, TensorFlow {tf.__version__}"
 
 
-def report(command: str, setup: dict, results: dict, memory: list[dict]) -> str:
-    ours = results["aeops"]
-    rate = {name: r["outputs"] / r["seconds"] for name, r in results.items()}
-    metrics = ours["manifest"]["metrics"]
+def report(command: str, setup: dict, results: dict[str, list[dict]], memory: list[dict]) -> str:
+    rounds = len(results["aeops"])
+    seconds = {name: float(np.median([r["seconds"] for r in runs])) for name, runs in results.items()}
+    rate = {name: runs[0]["outputs"] / seconds[name] for name, runs in results.items()}
+
+    def ratio(name: str) -> float:
+        """Median over rounds of aeops' images/s over ``name``'s, each round's pair measured close together."""
+        return float(np.median([b["seconds"] / a["seconds"] for a, b in zip(results["aeops"], results[name])]))
+
+    metrics = results["aeops"][0]["manifest"]["metrics"]
     lines = [
-        f"`{command}`, {setup['date']}, on {machine()}; {versions()}. The contenders ran back to back in "
-        f"one process, under the same thread settings (TensorFlow's and OpenCV's defaults).",
+        f"`{command}`, {setup['date']}, on {machine()}; {versions()}; load average {setup['load']} at the start. "
+        f"The contenders ran in one process, {rounds} rounds, the order rotated each round, under the same thread "
+        f"settings (TensorFlow's and OpenCV's defaults); seconds are each contender's median, ratios the median "
+        f"of each round's ratio.",
         "",
         f"Data: {setup['images']} JPEG images in {SHARDS} TFRecord shards, sizes {setup['sizes']} (HxW, equal shares). "
         f"Work per image: decode, 1 augmented variant (`{setup['config']}` ops, `{' '.join('--set ' + o for o in OVERRIDES)}`), "
@@ -306,18 +315,20 @@ def report(command: str, setup: dict, results: dict, memory: list[dict]) -> str:
         f"aeops: DirectRunner (in process, default options), {setup['batching']}; tf.data: AUTOTUNE parallel maps, "
         f"the ops through `tf.numpy_function`, `group_by_window` on the padded shape, the model inside the dataset.",
         "",
-        "| contender | images | seconds | images/s | aeops ÷ this |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| contender | images | seconds (median) | each round | images/s | aeops ÷ this (median) |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
     ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['outputs']:,} | {r['seconds']:.1f} | {rate[name]:.1f} | {rate['aeops'] / rate[name]:.2f} |"
-        )
+    for name, runs in results.items():
+        each = " / ".join(f"{r['seconds']:.1f}" for r in runs)
+        lines.append(f"| {name} | {runs[0]['outputs']:,} | {seconds[name]:.1f} | {each} | {rate[name]:.1f} | "
+                     f"{ratio(name):.2f} |")
     lines += [
         "",
-        f"aeops / tf.data: **{rate['aeops'] / rate['tf.data']:.2f}x** (goal >= 0.9x); "
-        f"aeops / model alone: **{rate['aeops'] / rate['model alone']:.2f}x**; "
-        f"tf.data / model alone: {rate['tf.data'] / rate['model alone']:.2f}x (all three on the same padded shapes).",
+        f"aeops / tf.data: **{ratio('tf.data'):.2f}x** (goal >= 1.0x); "
+        f"aeops / model alone: **{ratio('model alone'):.2f}x** (goal >= 0.85x); "
+        f"tf.data / model alone: {rate['tf.data'] / rate['model alone']:.2f}x (all three on the same padded shapes); "
+        f"aeops without the model (`--set {NO_MODEL}`): {rate['aeops, no model']:.0f} images/s, the pipeline's "
+        f"own ceiling on this machine.",
         f"Padding overhead of shape bucketing (aeops manifest, `metrics.padding_overhead`): "
         f"**+{100 * metrics['padding_overhead']:.1f}%** pixels through the model; what it costs the model itself, "
         f"model alone unpadded / padded: **{rate['model alone, unpadded'] / rate['model alone']:.2f}x**.",
@@ -349,6 +360,8 @@ def default_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000, help="images in the timed data set (>= 1000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all contenders, their order rotated each round; medians are reported")
     parser.add_argument("--memory", type=int, nargs="*", default=[1000, 5000], metavar="N",
                         help="image counts of the peak-memory runs (none: skip them)")
     parser.add_argument("--memory-small", action="store_true",
@@ -382,10 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{arch.get('parameters', 0):,} parameters",
             "quality": cfg.encode.quality,
             "batch_size": inference.max_batch_size,
+            "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
             "pad_multiple": inference.pad_multiple,
             "batching": ("Beam's stateful shape-bucketed batching, "
                          f"max_batch_duration_secs {inference.max_batch_duration_secs}"
-                         if inference.max_batch_duration_secs is not None else "streaming BatchElements"),
+                         if inference.max_batch_duration_secs is not None else "streaming BatchElements after GroupByBucketShape (one shape per batch)"),
         }
         print(f"data: {args.images} images, {setup['sizes']}, in {work / 'data'}; model {model_dir} "
               f"({setup['model_note']}); config {setup['config']} + {OVERRIDES}; batching: {setup['batching']}",
@@ -396,17 +410,22 @@ def main(argv: list[str] | None = None) -> int:
         import apache_beam  # noqa: F401 - both frameworks imported before any clock starts
         import tensorflow  # noqa: F401
 
-        results = {}
-        results["aeops"] = run_aeops(pattern, str(work / "aeops"), model_dir)
-        print(f"aeops    {results['aeops']['outputs']} in {results['aeops']['seconds']:.1f} s", file=sys.stderr)
-        results["tf.data"] = run_tfdata(pattern, str(work / "tfdata.tfrecord"), model_dir, cfg)
-        print(f"tf.data  {results['tf.data']['outputs']} in {results['tf.data']['seconds']:.1f} s", file=sys.stderr)
-        for name, multiple in (("model alone", inference.pad_multiple), ("model alone, unpadded", None)):
-            results[name] = run_ceiling(model_dir, shapes, inference.max_batch_size, multiple)
-            print(f"{name}  {results[name]['outputs']} in {results[name]['seconds']:.1f} s", file=sys.stderr)
-        if results["tf.data"]["outputs"] != results["aeops"]["outputs"]:
-            raise SystemExit(f"output counts differ: aeops {results['aeops']['outputs']}, "
-                             f"tf.data {results['tf.data']['outputs']}")
+        contenders = {
+            "aeops": lambda r: run_aeops(pattern, str(work / f"aeops-{r}"), model_dir),
+            "tf.data": lambda r: run_tfdata(pattern, str(work / f"tfdata-{r}.tfrecord"), model_dir, cfg),
+            "model alone": lambda r: run_ceiling(model_dir, shapes, inference.max_batch_size, inference.pad_multiple),
+            "model alone, unpadded": lambda r: run_ceiling(model_dir, shapes, inference.max_batch_size, None),
+            "aeops, no model": lambda r: run_aeops(pattern, str(work / f"nomodel-{r}"), model_dir, NO_MODEL),
+        }
+        results = {name: [] for name in contenders}
+        for round_ in range(args.rounds):
+            names = list(contenders)
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # each starts a round once
+                results[name].append(contenders[name](round_))
+                print(f"round {round_ + 1}: {name}  {results[name][-1]['outputs']} in "
+                      f"{results[name][-1]['seconds']:.1f} s", file=sys.stderr)
+        if {r["outputs"] for r in results["tf.data"] + results["aeops"]} != {results["aeops"][0]["outputs"]}:
+            raise SystemExit("output counts differ between aeops and tf.data")
 
         memory = []
         memory_shapes = SMALL_SHAPES if args.memory_small else SHAPES
