@@ -278,6 +278,55 @@ def peak_memory(pattern: str, root: str, model_dir: str) -> dict:
     return {"max_rss_mib": usage.ru_maxrss / 1024, "seconds": seconds, "outputs": manifest["records_out"]}
 
 
+# --- the worker curve (no model) ------------------------------------------------------------------
+
+
+RUNNERS = {
+    "in memory": [],
+    "1 worker": ["--direct_running_mode=multi_processing", "--direct_num_workers=1"],
+    "2 workers": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+}
+
+
+def whole_command(pattern: str, root: str, model_dir: str, runner: list[str]) -> float:
+    """Seconds of ``python -m aeops augment`` without the model, interpreter start and imports included."""
+    command = [sys.executable, "-m", "aeops", "augment", *aeops_argv(pattern, root, model_dir, NO_MODEL), *runner]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def worker_curve(work: Path, counts: list[int], model_dir: str) -> list[dict]:
+    """The no-model job's whole command per runner mode and image count (the benchmark's sizes)."""
+    curve = []
+    for count in counts:
+        data = generate(work / f"curve-{count}", count)
+        row = {"images": count}
+        for name, runner in RUNNERS.items():
+            row[name] = whole_command(data, str(work / f"curve-{count}-{name.replace(' ', '-')}"), model_dir, runner)
+            print(f"curve    {count} images, {name}: {row[name]:.1f} s", file=sys.stderr)
+        curve.append(row)
+        shutil.rmtree(work / f"curve-{count}", ignore_errors=True)
+    return curve
+
+
+def curve_table(curve: list[dict]) -> list[str]:
+    names = list(RUNNERS)
+    lines = [
+        "",
+        f"Without the model (`--set {NO_MODEL}`), the whole `python -m aeops augment` command (interpreter start "
+        "and imports included) per DirectRunner mode; speed-up = in memory / 2 workers (goal >= 1.5x at 20,000):",
+        "",
+        "| images | " + " | ".join(f"{n} (s)" for n in names) + " | speed-up, 2 workers |",
+        "| ---: | " + " | ".join("---:" for _ in names) + " | ---: |",
+    ]
+    lines += [f"| {row['images']:,} | " + " | ".join(f"{row[n]:.1f}" for n in names) +
+              f" | {row['in memory'] / row['2 workers']:.2f}x |" for row in curve]
+    return lines
+
+
 # --- report ----------------------------------------------------------------------------------------
 
 
@@ -292,7 +341,7 @@ def versions() -> str:
     return f"aeops {aeops.__version__}, Beam {apache_beam.__version__}, TensorFlow {tf.__version__}"
 
 
-def report(command: str, setup: dict, results: dict[str, list[dict]], memory: list[dict]) -> str:
+def report(command: str, setup: dict, results: dict[str, list[dict]], memory: list[dict], curve: list[dict]) -> str:
     rounds = len(results["aeops"])
     seconds = {name: float(np.median([r["seconds"] for r in runs])) for name, runs in results.items()}
     rate = {name: runs[0]["outputs"] / seconds[name] for name, runs in results.items()}
@@ -347,6 +396,8 @@ def report(command: str, setup: dict, results: dict[str, list[dict]], memory: li
         ]
         growth = memory[-1]["max_rss_mib"] / memory[0]["max_rss_mib"]
         lines += ["", f"Peak RSS at {memory[-1]['images']:,} / at {memory[0]['images']:,} images: **{growth:.2f}x**."]
+    if curve:
+        lines += curve_table(curve)
     return "\n".join(lines)
 
 
@@ -364,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds over all contenders, their order rotated each round; medians are reported")
     parser.add_argument("--memory", type=int, nargs="*", default=[1000, 5000], metavar="N",
                         help="image counts of the peak-memory runs (none: skip them)")
+    parser.add_argument("--curve", type=int, nargs="*", default=[], metavar="N",
+                        help="image counts of the no-model worker curve (in memory, 1 and 2 worker processes)")
     parser.add_argument("--memory-small", action="store_true",
                         help=f"memory runs on smaller images {SMALL_SHAPES} to keep the large run short")
     parser.add_argument("--model-dir", default=None, help="SavedModel (default: the shipped model)")
@@ -438,12 +491,13 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             shutil.rmtree(work / f"memory-{count}", ignore_errors=True)
             shutil.rmtree(work / f"memory-{count}-out", ignore_errors=True)
+        curve = worker_curve(work, args.curve, model_dir)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
 
     command = "python benchmarks/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = report(command.strip(), setup, results, memory)
+    table = report(command.strip(), setup, results, memory, curve)
     emit("pipeline-benchmark", table, args.write_readme)
     return 0
 
