@@ -341,7 +341,30 @@ def versions() -> str:
     return f"aeops {aeops.__version__}, Beam {apache_beam.__version__}, TensorFlow {tf.__version__}"
 
 
-def report(command: str, setup: dict, results: dict[str, list[dict]], memory: list[dict], curve: list[dict]) -> str:
+def header(command: str, setup: dict) -> str:
+    return f"`{command}`, {setup['date']}, on {machine()}; {versions()}; load average {setup['load']} at the start."
+
+
+def report(command: str, setup: dict, results: dict[str, list[dict]], memory: list[dict]) -> str:
+    lines = [header(command, setup), *contenders_table(setup, results)]
+    if memory:
+        lines += [
+            "",
+            f"Peak memory of the aeops pipeline, one fresh process per size ({memory[0]['sizes']}):",
+            "",
+            "| images | seconds | images/s | peak RSS (MiB) |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {m['images']:,} | {m['seconds']:.1f} | {m['outputs'] / m['seconds']:.1f} | {m['max_rss_mib']:,.0f} |"
+            for m in memory
+        ]
+        growth = memory[-1]["max_rss_mib"] / memory[0]["max_rss_mib"]
+        lines += ["", f"Peak RSS at {memory[-1]['images']:,} / at {memory[0]['images']:,} images: **{growth:.2f}x**."]
+    return "\n".join(lines)
+
+
+def contenders_table(setup: dict, results: dict[str, list[dict]]) -> list[str]:
     rounds = len(results["aeops"])
     seconds = {name: float(np.median([r["seconds"] for r in runs])) for name, runs in results.items()}
     rate = {name: runs[0]["outputs"] / seconds[name] for name, runs in results.items()}
@@ -352,7 +375,6 @@ def report(command: str, setup: dict, results: dict[str, list[dict]], memory: li
 
     metrics = results["aeops"][0]["manifest"]["metrics"]
     lines = [
-        f"`{command}`, {setup['date']}, on {machine()}; {versions()}; load average {setup['load']} at the start. "
         f"The contenders ran in one process, {rounds} rounds, the order rotated each round, under the same thread "
         f"settings (TensorFlow's and OpenCV's defaults); seconds are each contender's median, ratios the median "
         f"of each round's ratio.",
@@ -382,23 +404,7 @@ def report(command: str, setup: dict, results: dict[str, list[dict]], memory: li
         f"**+{100 * metrics['padding_overhead']:.1f}%** pixels through the model; what it costs the model itself, "
         f"model alone unpadded / padded: **{rate['model alone, unpadded'] / rate['model alone']:.2f}x**.",
     ]
-    if memory:
-        lines += [
-            "",
-            f"Peak memory of the aeops pipeline, one fresh process per size ({memory[0]['sizes']}):",
-            "",
-            "| images | seconds | images/s | peak RSS (MiB) |",
-            "| ---: | ---: | ---: | ---: |",
-        ]
-        lines += [
-            f"| {m['images']:,} | {m['seconds']:.1f} | {m['outputs'] / m['seconds']:.1f} | {m['max_rss_mib']:,.0f} |"
-            for m in memory
-        ]
-        growth = memory[-1]["max_rss_mib"] / memory[0]["max_rss_mib"]
-        lines += ["", f"Peak RSS at {memory[-1]['images']:,} / at {memory[0]['images']:,} images: **{growth:.2f}x**."]
-    if curve:
-        lines += curve_table(curve)
-    return "\n".join(lines)
+    return lines
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -412,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000, help="images in the timed data set (>= 1000)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds over all contenders, their order rotated each round; medians are reported")
+                        help="rounds over all contenders, their order rotated each round; medians are reported (0: none)")
     parser.add_argument("--memory", type=int, nargs="*", default=[1000, 5000], metavar="N",
                         help="image counts of the peak-memory runs (none: skip them)")
     parser.add_argument("--curve", type=int, nargs="*", default=[], metavar="N",
@@ -477,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name].append(contenders[name](round_))
                 print(f"round {round_ + 1}: {name}  {results[name][-1]['outputs']} in "
                       f"{results[name][-1]['seconds']:.1f} s", file=sys.stderr)
-        if {r["outputs"] for r in results["tf.data"] + results["aeops"]} != {results["aeops"][0]["outputs"]}:
+        if len({r["outputs"] for r in results["tf.data"] + results["aeops"]}) > 1:
             raise SystemExit("output counts differ between aeops and tf.data")
 
         memory = []
@@ -497,8 +503,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     command = "python benchmarks/pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = report(command.strip(), setup, results, memory, curve)
-    emit("pipeline-benchmark", table, args.write_readme)
+    if args.rounds:
+        emit("pipeline-benchmark", report(command.strip(), setup, results, memory), args.write_readme)
+    if curve:  # a block of its own: the curve and the contenders are regenerated apart
+        emit("pipeline-workers", "\n".join([header(command.strip(), setup), *curve_table(curve)]), args.write_readme)
     return 0
 
 
