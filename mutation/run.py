@@ -46,7 +46,7 @@ MODULES = {
     "tfrecord": (["aeops/tfrecord.py"], f"tests/test_tfrecord.py tests/test_schema.py {NO_TENSORFLOW}"),
     "schema": (["aeops/schema.py"], f"tests/test_schema.py {NO_TENSORFLOW}"),
     "ops": (sorted(f"aeops/ops/{p.name}" for p in (ROOT / "aeops" / "ops").glob("*.py")),
-            "tests/test_ops.py tests/test_ops_properties.py"),
+            "tests/test_ops.py tests/test_ops_properties.py tests/test_targets.py"),
     "accounting": (["aeops/accounting.py"], "tests/test_accounting.py"),
     "publish": (["aeops/publish.py"], "tests/test_publish.py -k 'not fingerprint and not list_inputs and not sha256'"),
     "fingerprint": (["aeops/fingerprint.py"],

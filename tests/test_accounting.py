@@ -108,3 +108,16 @@ def test_a_run_that_loses_a_record_fails_and_publishes_nothing(tmp_path):
     assert str(error) == "counts do not reconcile: 3 records x 2 variants = 6, but 5 written + 0 dead = 5"
     assert not storage.exists(storage.join(root, "LATEST"))
     assert not storage.exists(storage.join(root, "v-0123456789ab", MANIFEST))
+
+
+def test_summary_means_are_the_sums_over_the_counts():
+    """Merged PSNR and SSIM means are sum / count, both summed across workers (mutation survivors of the merge)."""
+    first = Stats(outputs=1, restored=1, psnr_sum=30.0, psnr_min=30.0, psnr_max=30.0,
+                  ssim_count=1, ssim_sum=0.5, ssim_min=0.5, ssim_max=0.5)
+    second = Stats(outputs=1, restored=1, psnr_sum=40.0, psnr_min=40.0, psnr_max=40.0,
+                   ssim_count=1, ssim_sum=0.75, ssim_min=0.75, ssim_max=0.75)
+    summary = (first + second).summary()
+    assert summary["psnr"] == {"mean": 35.0, "min": 30.0, "max": 40.0, "count": 2}
+    assert summary["ssim"] == {"mean": 0.625, "min": 0.5, "max": 0.75, "count": 2}
+    only_ssim = (Stats() + Stats(outputs=1, restored=1, ssim_count=1, ssim_sum=0.5)).summary()
+    assert only_ssim["ssim"]["mean"] == 0.5  # an empty Stats adds nothing

@@ -310,3 +310,21 @@ def test_random_resized_crop_falls_back_to_the_whole_image_clamped_to_the_ratio(
     pipeline = ops.build([{"op": "random_resized_crop", "scale": [0.9, 1.0], "ratio": [1.0, 2.0]}])
     _, [entry] = ops.augment(pipeline, tall, 0, b"tall", 1)
     assert (entry["params"]["height"], entry["params"]["width"]) == (0.1, 1.0)  # 20 x 20 of 200 x 20: aspect 1
+
+
+def test_contrast_stretches_about_the_mean_luma():
+    """ITU-R 601 luma of a flat (200, 100, 50) image is 124.2: factor 0.5 halves each channel's distance to it."""
+    flat = np.empty((4, 4, 3), np.uint8)
+    flat[...] = (200, 100, 50)
+    assert F.contrast(flat, 0.5)[0, 0].tolist() == [162, 112, 87]
+
+
+def test_a_full_turn_of_hue_is_no_change():
+    assert F.hue(IMAGE, 360) is IMAGE and F.hue(IMAGE, -360) is IMAGE
+
+
+def test_rotate_accepts_a_full_turn_and_no_more():
+    ops.build([{"op": "rotate", "angle": [-360, 360]}])
+    for angle in ([-360.5, 0], [0, 360.5]):
+        with pytest.raises(ValueError, match=r"allowed within \[-360, 360\]"):
+            ops.build([{"op": "rotate", "angle": angle}])

@@ -112,3 +112,11 @@ def test_tfrecord_files_are_readable_by_tensorflow(tmp_path):
 def test_an_empty_image_key_falls_back_to_the_sha256_even_with_more_values():
     data = make({schema.IMAGE: schema.bytes_feature(b"img"), schema.KEY: schema.bytes_feature(b"", b"second")})
     assert schema.parse(data).key == hashlib.sha256(b"img").hexdigest().encode()
+
+
+def test_the_first_value_of_a_multi_valued_key_or_feature_counts():
+    example = schema.serialize({schema.IMAGE: schema.bytes_feature(b"img"),
+                                schema.KEY: schema.bytes_feature(b"first", b"second")})
+    record = schema.parse(example)
+    assert record.key == b"first"
+    assert schema.feature_value(record.example, schema.KEY) == b"first"

@@ -133,3 +133,8 @@ def test_reflect_border_copies_are_not_labelled():
     mirrored = scene.labels(out)[:, : int(0.25 * scene.WIDTH)] > 0
     assert mirrored.any() and not moved.mask[:, : int(0.25 * scene.WIDTH)].any()
     assert len(moved.boxes) == len(scene.RECTS)
+
+
+def test_keypoint_visibility_is_read_as_given():
+    targets = Targets.of((10, 20), keypoints=[[0.5, 0.5], [0.2, 0.2]], visible=[[1], [0]])
+    assert targets.visible.tolist() == [True, False]
