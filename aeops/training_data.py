@@ -102,6 +102,7 @@ def unpack(deb: Path, unpacked: Path) -> Path:
     if not target.is_dir():
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted unpack left
+        unpacked.mkdir(parents=True, exist_ok=True)  # dpkg-deb creates its target, not the target's parent
         subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
         tmp.rename(target)
     return target

@@ -49,6 +49,19 @@ def test_noise_estimate_follows_sigma_and_ignores_smooth_structure():
     assert estimate_noise(batch).shape == (2, 1) and float(estimate_noise(tf.zeros((1, 9, 13, 3)))[0, 0]) == 0.0
 
 
+def test_noise_estimate_reads_dense_texture_as_texture_not_noise():
+    """Four fifths fine clean texture, one fifth smooth: the smooth part decides, so the clean image reads as
+    clean (the whole-image median read 57 grey levels of noise here) and the noisy one as its sigma."""
+    texture = np.random.default_rng(5).integers(0, 256, (128, 32, 3))  # as fine as noise, but clean
+    smooth = gradient(128, 32)
+    image = np.concatenate([texture, texture, texture, texture, smooth], axis=1)
+    clean = tf.constant(image[None], tf.float32) / 255.0
+    assert float(estimate_noise(clean)[0, 0]) * 255 < 1.0
+    noisy = corruption.add_noise(tf.constant(gradient(128, 160), tf.float32) / 255.0, 25.0, tf.constant([0, 2], tf.int64))
+    textured = tf.concat([clean[:, :, :128], noisy[None, :, 128:]], axis=2)  # the smooth fifth, noisy
+    assert abs(float(estimate_noise(textured)[0, 0]) * 255 - 25.0) < 4.0
+
+
 @pytest.mark.parametrize("h,w,m", [(8, 8, 64), (9, 13, 8), (16, 16, 16), (257, 301, 16)])
 def test_padding_reaches_the_multiple_and_keeps_the_image(h, w, m):
     image = tf.constant(gradient(h, w)[None], tf.float32)

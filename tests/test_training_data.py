@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -133,3 +134,19 @@ def test_the_committed_manifest_is_well_formed():
     assert len(photos) >= 150 and len({p.sha256 for p in photos}) == len(photos)
     assert all(len(p.sha256) == 64 and p.size > 0 and p.downscale >= 1 and p.licence for p in photos)
     assert len({(p.package, p.version) for p in photos}) == len({p.package for p in photos})  # one pin each
+
+
+def test_a_real_deb_unpacks_into_a_fresh_work_folder(tmp_path):
+    """dpkg-deb creates its target folder but not that folder's parent: on a fresh machine ``unpacked/`` does
+    not exist yet when the first package is unpacked."""
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: pkg\nVersion: 1.0\nArchitecture: all\n"
+                                            "Maintainer: t <t@t>\nDescription: t\n")
+    (root / "usr" / "share").mkdir(parents=True)
+    (root / "usr" / "share" / "a.jpg").write_bytes(b"photo")
+    deb = tmp_path / "pkg_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(root), str(deb)], check=True, capture_output=True)
+    target = training_data.unpack(deb, tmp_path / "work" / "unpacked")
+    assert target == tmp_path / "work" / "unpacked" / "pkg"
+    assert (target / "usr" / "share" / "a.jpg").read_bytes() == b"photo"
