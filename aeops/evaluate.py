@@ -40,6 +40,7 @@ from aeops import codec, storage
 from aeops.cli import ArgumentParser
 from aeops.errors import AeopsError, DecodeError, UsageError
 from aeops.metrics import psnr, ssim
+from aeops.model import PRECISIONS
 
 SIGMAS = (15.0, 25.0, 50.0)
 JPEG_QUALITIES = (90, 20)
@@ -86,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--threads", nargs="+", type=int, default=list(THREADS),
                         help="CPU threads for the model, one timing per value (0 = all; default 0 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="the model's convolutions in float32 or bfloat16 (on CPUs with AVX-512 BF16 / AMX)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
     if any(s <= 0 or s > 255 for s in args.sigma):
@@ -135,9 +138,9 @@ def add_noise(image: np.ndarray, sigma: float, seed: int, index: int) -> np.ndar
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-def model_method(model_dir: str | None, threads: int) -> tuple[Callable, dict[str, Any]]:
+def model_method(model_dir: str | None, threads: int, precision: str = "float32") -> tuple[Callable, dict[str, Any]]:
     """The model's restore function, with TensorFlow held to ``threads`` (0 = its default, every core)
-    before anything starts its thread pools."""
+    before anything starts its thread pools, its convolutions in ``precision``."""
     import tensorflow as tf
 
     if threads:
@@ -145,7 +148,7 @@ def model_method(model_dir: str | None, threads: int) -> tuple[Callable, dict[st
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     from aeops.model import load
 
-    serve, metadata = load(model_dir)
+    serve, metadata = load(model_dir, precision)
 
     def restore(corrupted: np.ndarray, condition: Condition) -> np.ndarray:
         return serve(images=tf.constant(corrupted[None]))["reconstruction"].numpy()[0]
@@ -275,7 +278,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every row at one thread setting, in this process."""
     (threads,) = args.threads
     images = load_images(args.images, args.crop)
-    restore, metadata = model_method(args.model_dir, threads)
+    restore, metadata = model_method(args.model_dir, threads, args.precision)
     methods: dict[str, Callable | None] = {"input": None, "model": restore, "nlm": nlm}
     cbm3d = cbm3d_method()
     if cbm3d is not None:
@@ -286,7 +289,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "crop": args.crop, "seed": args.seed, "threads": args.threads,
             "tf_threads": {thread_label(threads): tf_threads()},
             "model": {"dir": args.model_dir or "aeops/pretrained/denoiser (shipped)", "sha256": metadata.get("sha256"),
-                      "gflops_per_megapixel": model_gflops(metadata)},
+                      "gflops_per_megapixel": model_gflops(metadata), "precision": args.precision},
             "nlm": NLM, "cbm3d": cbm3d is not None, "results": rows}
 
 
@@ -328,7 +331,7 @@ def run(argv: list[str] | None = None) -> int:
         load_images(args.images, args.crop)  # bad images fail here, before any process starts
         result = measure_apart(without_options(argv, ("--threads", "--json")), args.threads)
     print(f"evaluate: {len(result['images'])} image(s) ({', '.join(result['sizes'])}), seed {result['seed']}, "
-          f"model {result['model']['dir']} (sha256 {str(result['model']['sha256'])[:12]}); "
+          f"model {result['model']['dir']} (sha256 {str(result['model']['sha256'])[:12]}, {result['model']['precision']}); "
           f"NLM h=0.8*sigma, patch 5, distance 6; "
           f"CBM3D {'on' if result['cbm3d'] else 'off (pip install bm3d to compare)'}")
     print(table(result["results"], result["model"]["gflops_per_megapixel"], result["threads"]))

@@ -2,6 +2,12 @@
 
 ``load(model_dir)`` is the one way the rest of aeops opens a model: the ``serving_default`` function of
 the SavedModel (uint8 ``images`` -> ``{"reconstruction": uint8}``) and its ``aeops_model.json``.
+
+``precision="bfloat16"`` serves the same float32 SavedModel with its convolutions in bfloat16: TensorFlow's
+oneDNN auto-mixed-precision graph rewrite, which runs them on the AVX-512 BF16 / AMX units of recent x86
+CPUs at about twice float32's speed. The rewrite is a process-wide optimizer option, read when a function
+is first run, so it is set before the model loads; on a CPU without those units it would be slower, hence
+:func:`cpu_has_bfloat16`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any, Callable
 
 from aeops.errors import UsageError
 
+PRECISIONS = ("float32", "bfloat16")
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "denoiser"
 METADATA = "aeops_model.json"
 
@@ -25,10 +32,23 @@ def load_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(tf.io.gfile.GFile(path).read()) if tf.io.gfile.exists(path) else {}
 
 
-def load(model_dir: str | os.PathLike | None = None) -> tuple[Callable, dict[str, Any]]:
+def cpu_has_bfloat16() -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (Linux's ``/proc/cpuinfo`` flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load(model_dir: str | os.PathLike | None = None, precision: str = "float32") -> tuple[Callable, dict[str, Any]]:
     """(serving function, metadata) of the SavedModel in ``model_dir``; ``None`` = the shipped model."""
     import tensorflow as tf
 
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "bfloat16":
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     model_dir = str(model_dir or PRETRAINED)
     if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         raise UsageError(f"model {model_dir!r}: no saved_model.pb there; pass a directory written by 'aeops train'")
