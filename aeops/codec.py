@@ -8,12 +8,12 @@ which is several times faster than Pillow for JPEG/PNG/WebP here and determinist
 from __future__ import annotations
 
 import io
-import warnings
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from aeops import thread_warnings
 from aeops.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -38,10 +38,8 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, 
     Library warnings about the header (a damaged EXIF block) are not printed: whoever decodes the same
     bytes counts them (:func:`decode_quietly`), so a probe adds nothing to tell.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with _open(data, max_pixels) as image:
-            return image.format.lower(), image.width, image.height
+    with thread_warnings.collected(), _open(data, max_pixels) as image:
+        return image.format.lower(), image.width, image.height
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -76,13 +74,12 @@ def decode_quietly(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[n
 
     Pillow warns through :mod:`warnings` about damage it reads past ("Truncated File Read", "Corrupt
     EXIF data"); Python would print each with the library's source line, once per place, in the middle
-    of a job's output. Callers count them instead. ``catch_warnings`` swaps process-wide state: two
-    threads decoding at once may record each other's warnings, never print them.
+    of a job's output. Callers count them instead. Collected per thread (:mod:`aeops.thread_warnings`):
+    threads decoding at once each get their own.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with thread_warnings.collected() as warned:
         image = decode(data, max_pixels)
-    return image, [warning.category.__name__ for warning in caught]
+    return image, warned
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -1,4 +1,6 @@
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -71,6 +73,34 @@ def test_library_warnings_are_returned_not_printed(capfd):
         codec.decode_quietly(data)
         assert codec.probe(data) == ("jpeg", RGB.shape[1], RGB.shape[0])  # the statistics stage probes each input
     assert leaked == [] and capfd.readouterr().err == ""
+
+
+def test_threads_decoding_at_once_each_count_their_own_warnings_and_print_none(capfd):
+    """The DirectRunner and tf.data decode in several threads. ``catch_warnings`` swapped process-wide state, so
+    a thread's warning was counted by another, printed, or swallowed with an unrelated thread's warning."""
+    warning, clean = jpeg_with_corrupt_exif(gradient(96, 128)), pil_bytes(Image.fromarray(gradient(96, 128)), "JPEG")
+    decoders, rounds, unrelated = 6, 60, 200
+    start = threading.Barrier(decoders + 1)
+
+    def decode(thread: int) -> list[list[str]]:
+        start.wait()
+        return [codec.decode_quietly(warning if (thread + i) % 2 else clean)[1] for i in range(rounds)]
+
+    def warn_elsewhere() -> None:  # a thread that is not decoding: its warnings are Python's to show, as ever
+        start.wait()
+        for i in range(unrelated):
+            warnings.warn(f"not from a decode {i}", RuntimeWarning)
+
+    with warnings.catch_warnings(record=True) as shown:  # what Python would print, whatever pytest does
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(decoders + 1) as pool:
+            elsewhere = pool.submit(warn_elsewhere)
+            counted = list(pool.map(decode, range(decoders)))
+            elsewhere.result()
+    expected = [[["UserWarning"] if (thread + i) % 2 else [] for i in range(rounds)] for thread in range(decoders)]
+    assert counted == expected
+    assert sorted(str(w.message) for w in shown) == sorted(f"not from a decode {i}" for i in range(unrelated))
+    assert capfd.readouterr().err == ""
 
 
 def test_gif_palette_becomes_rgb():
