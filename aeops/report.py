@@ -188,6 +188,8 @@ body{margin:0;background:#f3f4f6;color:#1f2933;font:14px/1.45 system-ui,"Segoe U
 main{max-width:1240px;margin:0 auto;padding:20px}
 h1{margin:0;font-size:20px;font-weight:600}
 h2{margin:0 0 10px;font-size:16px}
+.gate{background:#b42318;color:#fff;padding:14px 22px;margin:0 0 12px;border-radius:10px;font-size:20px;font-weight:650}
+.gate p{margin:4px 0 0;font-size:13px;font-weight:400;opacity:.9}
 .verdict{display:flex;gap:20px;align-items:center;padding:16px 22px;border-radius:10px;color:#fff}
 .ok{background:#1e7a4c}.bad{background:#b42318}.unknown{background:#5b6675}
 .mark{font-size:52px;font-weight:700;line-height:1}
@@ -234,6 +236,7 @@ def render_html(manifest: dict, samples: list[Sample]) -> str:
     title = f"aeops run v-{str(fingerprint)[:12]}" if fingerprint else "aeops run"
     body = "".join(
         (
+            _gate_banner(manifest.get("gate")),
             _verdict(manifest, title),
             _cards(manifest),
             _dataset(manifest.get("summary")),
@@ -253,6 +256,25 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _gate_banner(gate) -> str:
+    """A run that failed a publish gate says so before anything else, in the words the command printed."""
+    if not isinstance(gate, dict) or gate.get("passed") is not False:
+        return ""
+    return (
+        f'<div class="gate" role="alert">not published: {_e(gate.get("reason") or "a publish gate failed")}'
+        "<p>LATEST does not name this version: readers never see it. Its files are kept for you to inspect; "
+        "the next run of the same fingerprint writes it again.</p></div>"
+    )
+
+
+def _gate_line(gate) -> str | None:
+    """The passed gates, quietly: the share of dead-lettered outputs against the configured bound."""
+    if not isinstance(gate, dict) or gate.get("passed") is not True:
+        return None
+    return (f"publish gates passed: {_share(gate.get('dead_fraction'))} of the outputs dead-lettered, "
+            f"at most {_share(gate.get('max_dead_fraction'))} allowed")
+
+
 def _verdict(manifest: dict, title: str) -> str:
     equation, holds = reconciliation(manifest)
     state, mark, words = {
@@ -265,6 +287,8 @@ def _verdict(manifest: dict, title: str) -> str:
     if started or finished:
         took = _duration(started, finished)
         meta.insert(0, f"{started or '?'} → {finished or '?'}" + (f" ({took})" if took else ""))
+    if passed := _gate_line(manifest.get("gate")):
+        meta.append(passed)
     return (
         f'<header class="verdict {state}"><div class="mark">{mark}</div><div>'
         f"<h1>{_e(title)}</h1>"
@@ -299,7 +323,7 @@ def _cards(manifest: dict) -> str:
         _card(
             "records / s",
             _rate(throughput.get("records_per_s")),
-            f"{_rate(throughput.get('outputs_per_s'))} outputs/s over {_num(throughput.get('seconds'))} s"
+            f"{_rate(throughput.get('outputs_per_s'))} variants/s over {_num(throughput.get('seconds'))} s"
             + (f"; batch padding +{padding:.0%} pixels" if isinstance(padding, (int, float)) else ""),
         ),
         _summary_card("PSNR", metrics.get("psnr"), " dB", 2),

@@ -223,12 +223,16 @@ def test_a_run_dead_lettering_more_than_the_bound_is_written_but_not_published(m
     (version,) = [p.name for p in root.glob("v-*")]
     manifest = json.loads((root / version / "manifest.json").read_text())
     assert manifest["gate"] == {"passed": False, "reason": reason, "dead_fraction": 24 / 39, "max_dead_fraction": 0.5}
-    assert manifest["records_out"] == 15 and (root / version / "report.html").exists()
+    assert manifest["records_out"] == 15
+    assert f"not published: {reason}" in (root / version / "report.html").read_text()
     assert Publisher(str(root)).status(version) is Status.UNPUBLISHED
     # A higher bar is the same fingerprint, yet not "up to date": the version runs again and is published.
     assert run(pattern, root, *off, "--set", "publish.max_dead_fraction=0.7") == 0
     assert (root / "LATEST").read_text().strip() == version
     assert json.loads((root / version / "manifest.json").read_text())["gate"]["passed"] is True
+    page = (root / version / "report.html").read_text()
+    assert "publish gates passed: 61.5% of the outputs dead-lettered, at most 70.0% allowed" in page
+    assert "not published" not in page
 
 
 def test_input_files_without_records_are_not_published_one_line_exit_1(tmp_path):

@@ -137,7 +137,8 @@ def test_user_data_is_escaped(written):
 def test_html_shows_the_runs_numbers(written):
     page = written[2]
     assert "17 × 4 = 68 = 64 + 4" in page and "✓" in page
-    assert ">0.128<" in page and "0.481 outputs/s" in page and "2 min 13 s" in page
+    assert ">0.128<" in page and "2 min 13 s" in page
+    assert "0.481 variants/s" in page and "outputs/s" not in page  # the unit the terminal's summary prints
     assert "32.10 dB" in page and "0.9300" in page and "feedface" in page
     dead = re.search(r"Dead letters by reason(.*?)</table>", page, re.S)[1]
     assert dead.index("decode") < dead.index("infer")  # most frequent first
@@ -147,6 +148,27 @@ def test_html_shows_the_runs_numbers(written):
     assert "aaaaaaaaaa…" in page  # long keys shortened, the full key in a tooltip
     assert "<details open><summary>Inputs: 3 files, 12.0 KiB</summary>" in page
     assert "&quot;variants&quot;: 4" in page  # the config, as pretty JSON
+
+
+FAILED_GATE = {"passed": False, "reason": "24 of 39 outputs dead-lettered (61.5%), above publish.max_dead_fraction = 0.5",
+               "dead_fraction": 24 / 39, "max_dead_fraction": 0.5}
+
+
+def test_a_failed_publish_gate_is_a_banner_above_everything():
+    page = report.render_html(_manifest(gate=FAILED_GATE), [])
+    banner = re.search(r'<div class="gate" role="alert">(.*?)</div>', page, re.S)
+    assert banner and f"not published: {FAILED_GATE['reason']}" in banner[1] and "LATEST" in banner[1]
+    assert page.index('class="gate"') < page.index('class="verdict') and "publish gates passed" not in page
+    hostile = report.render_html(_manifest(gate={"passed": False, "reason": HOSTILE_REASON}), [])
+    assert "<img src=x" not in hostile and "not published: decode/&lt;img src=x" in hostile
+
+
+def test_a_passed_publish_gate_is_one_quiet_line():
+    page = report.render_html(_manifest(gate={"passed": True, "reason": None, "dead_fraction": 4 / 68,
+                                              "max_dead_fraction": 0.5}), [])
+    assert "publish gates passed: 5.9% of the outputs dead-lettered, at most 50.0% allowed" in page
+    assert 'class="gate"' not in page and "not published" not in page
+    assert "publish gates" not in report.render_html(_manifest(), [])  # a manifest from before the gates
 
 
 def test_a_broken_reconciliation_is_shown_as_such():
@@ -239,6 +261,14 @@ def test_renders_in_headless_chromium(tmp_path, written):
     assert (np.abs(pixels[:200] - (30, 122, 76)).sum(-1) < 30).sum() > 10_000, "no green verdict bar at the top"
     assert (np.abs(pixels - MAGENTA).sum(-1) < 40).sum() > 3 * 5_000, "the embedded images were not drawn"
 
+
+
+def test_a_failed_gate_renders_as_a_red_banner_on_top(tmp_path):
+    html_path, _ = write_report(str(tmp_path), _manifest(gate=FAILED_GATE), [])
+    pixels = screenshot_of(tmp_path, html_path)
+    red = np.abs(pixels - (180, 35, 24)).sum(-1) < 30
+    assert red[:120].sum() > 40_000, "no red banner across the top of the page"
+    assert (np.abs(pixels[:300] - (30, 122, 76)).sum(-1) < 30).sum() > 10_000, "the verdict is gone from under it"
 
 
 def test_dataset_charts_render_in_headless_chromium(tmp_path):
