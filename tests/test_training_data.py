@@ -109,11 +109,13 @@ def test_extract_verifies_checksums_reads_containers_and_downscales(tmp_path):
     photo, webp = _photo_bytes(90, (64, 48)), codec.encode(np.zeros((8, 8, 3), np.uint8), "webp")
     work = _package(tmp_path, {"usr/share/a.jpg": photo, "usr/share/res.rcc": rcc({"b.webp": (webp, True)})})
     out = training_data.extract([_row("usr/share/a.jpg", photo), _row("usr/share/res.rcc:pics/b.webp", webp)], work)
-    assert sorted(p.name for p in out.iterdir()) == ["pkg__usr__share__a.jpg", "pkg__usr__share__res.rcc__pics__b.webp"]
-    assert (out / "pkg__usr__share__a.jpg").read_bytes() == photo  # as extracted, byte for byte
+    assert out == [work / "photos" / "pkg__usr__share__a.jpg", work / "photos" / "pkg__usr__share__res.rcc__pics__b.webp"]
+    assert sorted(p.name for p in (work / "photos").iterdir()) == [p.name for p in out]
+    assert out[0].read_bytes() == photo  # as extracted, byte for byte
 
     work = _package(tmp_path / "downscaled", {"usr/share/a.jpg": photo})
-    small = training_data.extract([_row("usr/share/a.jpg", photo, downscale=2)], work) / "pkg__usr__share__a.png"
+    (small,) = training_data.extract([_row("usr/share/a.jpg", photo, downscale=2)], work)
+    assert small == work / "photos" / "pkg__usr__share__a.png"
     assert Image.open(io.BytesIO(small.read_bytes())).size == (32, 24)
 
 
