@@ -44,7 +44,8 @@ bench-ops: $(STAMP)
 bench-pipeline: $(STAMP)
 	$(PY) benchmarks/pipeline.py --write-readme
 
-# CBM3D rows need the optional bm3d package on PYTHONPATH (benchmarks/README.md).
+# CBM3D rows need the optional bm3d package on PYTHONPATH (benchmarks/README.md). The 20 held-out photographs
+# (configs/heldout.csv, docs/heldout.md) come from pinned Debian packages: 145 MB of apt-get download on first use.
 bench-denoise: $(STAMP)
 	$(PY) benchmarks/denoise.py --write-readme
 

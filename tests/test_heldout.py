@@ -62,8 +62,8 @@ def test_fetch_verifies_each_file_downscales_and_names_it_by_the_photograph(tmp_
 
 def test_a_changed_file_stops_the_run_with_one_line(tmp_path, capsys):
     wallpaper = _jpeg(96, 60)
-    _package(tmp_path, {WALLPAPER: wallpaper})
-    rows = _list(tmp_path / "heldout.csv", [(WALLPAPER, wallpaper + b"changed", 3)])
+    _package(tmp_path, {WALLPAPER: wallpaper[:-3] + b"new"})  # same size, other bytes: only the sha256 tells
+    rows = _list(tmp_path / "heldout.csv", [(WALLPAPER, wallpaper, 3)])
     assert heldout.main(["--list", str(rows), "--work", str(tmp_path)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("heldout: plasma-workspace-wallpapers 1.0 " + WALLPAPER) and "the package changed" in line
