@@ -125,6 +125,16 @@ def test_16bit_png_is_scaled_not_clipped():
     np.testing.assert_array_equal(codec.decode(png16(gray16))[:, :, 2], RGB[:, :, 1])
 
 
+def test_16bit_samples_are_scaled_whatever_their_values():
+    """A dark 16-bit image holds only values up to 255: still 16-bit levels (near black), not 8-bit ones; and a
+    32-bit integer TIFF (Pillow mode ``I``) with values above 255 is read as 16-bit levels, not clipped to white."""
+    dark = RGB[:, :, 0].astype(np.uint16)  # 0..255 out of 65535
+    np.testing.assert_array_equal(codec.decode(png16(dark))[:, :, 0], np.rint(dark / 257).astype(np.uint8))
+    levels = RGB[:, :, 1].astype(np.int32) * 257
+    decoded = codec.decode(pil_bytes(Image.fromarray(levels, "I"), "TIFF"))
+    np.testing.assert_array_equal(decoded[:, :, 0], RGB[:, :, 1])
+
+
 def test_alpha_is_composited_over_white():
     rgba = np.dstack([RGB, np.zeros(RGB.shape[:2], np.uint8)])
     rgba[:, :16, 3] = 255
@@ -204,6 +214,9 @@ def test_encode_rejects_bad_input():
         codec.encode(RGB, "gif")
     with pytest.raises(ValueError):
         codec.encode(RGB.astype(np.float32), "png")
+    for channels in (1, 2, 4):  # OpenCV would write one channel as grey RGB and drop a fourth without a word
+        with pytest.raises(ValueError, match=r"expected uint8 \(H, W, 3\)"):
+            codec.encode(np.zeros((4, 4, channels), np.uint8), "png")
 
 
 # Orientation -> the turn a viewer applies (np.rot90 counts counter-clockwise quarter turns).

@@ -8,6 +8,8 @@ exactly what the handler fed it, the padding included. A batch the model fails o
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
@@ -20,7 +22,7 @@ from apache_beam.transforms.window import GlobalWindow
 
 from aeops import storage
 from aeops.inference import (AREA_BOUNDARIES, BUFFERED_CALLS, Failure, GroupByBucketShape, ImageRestorationHandler,
-                             Restorable, bucket_shape, local_copy, pad_to)
+                             Restorable, bucket_shape, images_per_call, local_copy, pad_to)
 from tests.model_fixtures import REJECTED_HEIGHT
 
 
@@ -136,20 +138,38 @@ def test_streaming_batches_after_group_by_bucket_shape_are_one_shape_each():
 
 
 def test_group_by_bucket_shape_holds_a_bounded_number_of_pixels():
-    """Many bucket shapes that never fill a call: the largest group goes on unfilled past the buffer bound."""
+    """Many bucket shapes that never fill a call: the largest group goes on unfilled past the buffer bound, and
+    only then (a released group's pixels stop counting as held, so the buffer does not empty itself early)."""
     budget = 64 * 64 * 4
+    bound = BUFFERED_CALLS * budget
     grouping = GroupByBucketShape(8, 16, budget)
     grouping.start_bundle()
-    held = passed = 0
-    for i in range(400):
-        element = (f"k{i}", Restorable(np.zeros((8 + 8 * (i % 50), 8 + 8 * (i // 50), 3), np.uint8)))
-        held += element[1].image.shape[0] * element[1].image.shape[1]
+    held = passed = unfilled = 0
+    for i in range(400):  # every shape once: a group of one is a full call only when one image fills the budget
+        shape = (8 + 8 * (i % 50), 8 + 8 * (i // 50))
+        element = (f"k{i}", Restorable(np.zeros((*shape, 3), np.uint8)))
+        held += shape[0] * shape[1]
         out = list(grouping.process(element, 0, GlobalWindow()))
+        if out and images_per_call(*shape, 16, budget) > 1:
+            assert held > bound, f"an unfilled group went on with {held} of {bound} pixels held"
+            unfilled += 1
         held -= sum(v.value[1].image.shape[0] * v.value[1].image.shape[1] for v in out)
         passed += len(out)
-        assert held <= BUFFERED_CALLS * budget
+        assert held <= bound
     flushed = list(grouping.finish_bundle())
-    assert passed + len(flushed) == 400 and passed > 0
+    assert passed + len(flushed) == 400 and unfilled > 0
+
+
+def test_area_buckets_keep_a_batch_within_a_narrow_range_of_sizes(mirror_model):
+    """Between 64x64 and 3072x3072 padded pixels, images that may share a batch differ in area by less than 4x,
+    so no small image waits in a batch for a call as costly as a large one's (beyond, every size is one bucket)."""
+    kwargs = ImageRestorationHandler(mirror_model, max_batch_duration_secs=0.5).batch_elements_kwargs()
+    sides = range(32, 3072 + 1, 32)
+    areas = sorted({h * w for h in sides for w in sides if 64 * 64 <= h * w < 3072 * 3072})
+    buckets = defaultdict(list)
+    for area in areas:
+        buckets[bisect.bisect_right(kwargs["bucket_boundaries"], area)].append(area)
+    assert max(max(group) / min(group) for group in buckets.values()) < 4
 
 
 def test_model_calls_hold_at_most_the_pixel_budget(mirror_model):
