@@ -51,6 +51,16 @@ def float_tiff(values) -> bytes:
     return pil_bytes(Image.fromarray(np.asarray(values, np.float32), "F"), "TIFF")
 
 
+def tiff(values: np.ndarray, **params) -> bytes:
+    """A TIFF written by tifffile (scikit-image's TIFF writer, installed with it), so the samples can be of any type
+    and layout, float RGB included, which Pillow cannot write or read; ``params`` go to ``tifffile.imwrite``."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, values, **params)
+    return buffer.getvalue()
+
+
 def jpeg_with_corrupt_exif(image: np.ndarray) -> bytes:
     """A JPEG whose EXIF names a 100-byte description where 10 bytes follow: Pillow warns while reading it."""
     import struct

@@ -103,10 +103,13 @@ def test_a_length_header_claiming_2_to_the_60_bytes_is_a_read_dead_letter_and_th
 
 
 def test_float_tiffs_keep_their_brightness_and_library_warnings_are_counted_not_printed(tmp_path):
-    from tests.images import float_tiff, gradient, jpeg_with_corrupt_exif
+    from tests.images import float_tiff, gradient, jpeg_with_corrupt_exif, tiff
 
     gray = gradient(40, 48)[:, :, 1]
+    rgb = gradient(40, 48)  # float RGB: Pillow cannot open it, OpenCV decodes it
     shards.write(tmp_path / "in.tfrecord", [shards.example(float_tiff(gray / 255.0), image__key=b"float"),
+                                            shards.example(tiff((rgb / 255.0).astype(np.float32), photometric="rgb"),
+                                                           image__key=b"float-rgb"),
                                             shards.example(jpeg_with_corrupt_exif(gradient(40, 48)), image__key=b"exif")])
     root = tmp_path / "out"
     result = subprocess.run(
@@ -121,6 +124,7 @@ def test_float_tiffs_keep_their_brightness_and_library_warnings_are_counted_not_
     originals = {schema.feature_value(schema.parse(o).example, schema.SOURCE_KEY): schema.parse(o) for o in outputs
                  if schema.feature_value(schema.parse(o).example, schema.VARIANT) == 0}
     np.testing.assert_array_equal(codec.decode(originals[b"float"].image)[:, :, 0], gray)
+    np.testing.assert_array_equal(codec.decode(originals[b"float-rgb"].image), rgb)
     assert dead == []
 
 

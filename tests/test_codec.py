@@ -22,6 +22,7 @@ from tests.images import (
     pil_bytes,
     png16,
     png_header_claiming,
+    tiff,
     with_exif_orientation,
 )
 
@@ -62,6 +63,74 @@ def test_float_tiffs_are_read_by_their_range_not_cast(top):
 def test_float_tiffs_that_cannot_be_read_without_guessing_are_corrupt(values, why):
     with pytest.raises(CorruptImageError, match=why):
         codec.decode(float_tiff(np.tile(values, (8, 4))))
+
+
+@pytest.mark.parametrize("dtype, params", [
+    ("float32", {}), ("float64", {}), ("float32", {"compression": "zlib"}), ("float32", {"byteorder": ">"}),
+    ("float32", {"tile": (16, 16)}), ("float32", {"bigtiff": True}),
+], ids=["f32", "f64", "deflate", "big-endian", "tiled", "bigtiff"])
+def test_float_rgb_tiffs_pillow_cannot_open_are_decoded_by_their_range(dtype, params):
+    """Pillow has no mode for float colour samples; it called such a file "cannot identify image file", which
+    became a dead letter saying the bytes were no image at all."""
+    data = tiff((RGB / 255.0).astype(dtype), photometric="rgb", **params)
+    np.testing.assert_array_equal(codec.decode(data), RGB)
+    assert codec.probe(data) == ("tiff", 32, 24)
+
+
+def test_float_tiffs_read_by_opencv_keep_the_pixel_limit_grey_64_bit_and_the_range_rules():
+    data = tiff((RGB * 257.0).astype(np.float32), photometric="rgb")  # [0, 65535]: 16-bit levels
+    np.testing.assert_array_equal(codec.decode(data, max_pixels=768), RGB)
+    for read in (codec.decode, codec.probe):
+        with pytest.raises(ImageTooLargeError, match="768 pixels exceeds the limit of 767"):
+            read(data, max_pixels=767)
+    gray = RGB[:, :, 2]
+    np.testing.assert_array_equal(codec.decode(tiff(gray.astype(np.float64), photometric="minisblack"))[:, :, 0], gray)
+    nan = (RGB / 255.0).astype(np.float32)
+    nan[3, 4, 1] = np.nan
+    with pytest.raises(CorruptImageError, match="NaN"):
+        codec.decode(tiff(nan, photometric="rgb"))
+
+
+def test_a_float_rgb_tiff_turns_by_its_orientation_tag():
+    data = tiff((RGB / 255.0).astype(np.float32), photometric="rgb", extratags=[(0x0112, "H", 1, 6, True)])
+    np.testing.assert_array_equal(codec.decode(data), DISPLAYED[6](RGB))
+
+
+@pytest.mark.parametrize("extrasamples", ["unassalpha", "assocalpha"])
+def test_float_rgba_tiff_alpha_is_composited_over_white(extrasamples):
+    alpha = np.ones(RGB.shape[:2])
+    alpha[:, 16:24], alpha[:, 24:] = 0.5, 0.0
+    colour = RGB / 255.0 * (alpha[:, :, None] if extrasamples == "assocalpha" else 1)  # premultiplied or not
+    data = tiff(np.dstack([colour, alpha]).astype(np.float32), photometric="rgb", extrasamples=[extrasamples])
+    decoded = codec.decode(data).astype(int)
+    np.testing.assert_array_equal(decoded[:, :16], RGB[:, :16])
+    assert np.abs(decoded[:, 16:24] - (RGB[:, 16:24] / 2 + 127.5)).max() <= 1
+    assert (decoded[:, 24:] == 255).all()
+
+
+@pytest.mark.parametrize("samples, params, layout", [
+    (RGB.astype(np.float16), {"photometric": "rgb"}, "3 x 16-bit float per pixel, photometric 2"),
+    (RGB.astype(np.int32), {"photometric": "rgb"}, "3 x 32-bit signed integer per pixel, photometric 2"),
+    (np.dstack([RGB[:, :, :1], RGB[:, :, :1]]).astype(np.float32), {"photometric": "minisblack", "planarconfig":
+     "contig", "extrasamples": ["unassalpha"]}, "2 x 32-bit float per pixel, photometric 1"),
+    (np.moveaxis(RGB / 255.0, 2, 0).astype(np.float32), {"photometric": "rgb", "planarconfig": "separate"},
+     "3 x 32-bit float per pixel, photometric 2, planar"),  # OpenCV would mix its planes up
+], ids=["half-float", "int32-rgb", "grey-alpha-float", "planar-float"])
+def test_a_tiff_layout_nothing_reads_is_named_not_called_no_image(samples, params, layout):
+    for read in (codec.decode, codec.probe):
+        with pytest.raises(UnknownFormatError, match=f"^unsupported TIFF sample layout: {layout} "):
+            read(tiff(samples, **params))
+
+
+def test_a_cut_or_damaged_float_rgb_tiff_is_a_typed_error_and_prints_nothing(capfd):
+    data = tiff((RGB / 255.0).astype(np.float32), photometric="rgb", compression="zlib")
+    with pytest.raises(TruncatedImageError, match=f"^truncated TIFF image: its samples end at byte {len(data)}, "):
+        codec.decode(data[: len(data) // 2])
+    start = len(data) // 4  # in the compressed samples: the deflate stream stops making sense
+    damaged = data[:start] + bytes(b ^ 0xFF for b in data[start : start + 64]) + data[start + 64 :]
+    with pytest.raises(CorruptImageError, match="^corrupt TIFF image: OpenCV could not decode its RGB float samples"):
+        codec.decode(damaged)
+    assert capfd.readouterr().err == ""  # OpenCV's libtiff messages
 
 
 def test_library_warnings_are_returned_not_printed(capfd):
