@@ -85,6 +85,8 @@ def test_float_tiffs_read_by_opencv_keep_the_pixel_limit_grey_64_bit_and_the_ran
             read(data, max_pixels=767)
     gray = RGB[:, :, 2]
     np.testing.assert_array_equal(codec.decode(tiff(gray.astype(np.float64), photometric="minisblack"))[:, :, 0], gray)
+    pages = np.stack([RGB / 255.0, 1 - RGB / 255.0]).astype(np.float32)  # the first page's samples end mid-file
+    np.testing.assert_array_equal(codec.decode(tiff(pages, photometric="rgb")), RGB)
     nan = (RGB / 255.0).astype(np.float32)
     nan[3, 4, 1] = np.nan
     with pytest.raises(CorruptImageError, match="NaN"):
@@ -96,13 +98,17 @@ def test_a_float_rgb_tiff_turns_by_its_orientation_tag():
     np.testing.assert_array_equal(codec.decode(data), DISPLAYED[6](RGB))
 
 
-@pytest.mark.parametrize("extrasamples", ["unassalpha", "assocalpha"])
+@pytest.mark.parametrize("extrasamples", ["unassalpha", "assocalpha", "unspecified"])
 def test_float_rgba_tiff_alpha_is_composited_over_white(extrasamples):
+    """Straight or premultiplied alpha; an extra sample of unspecified meaning is ignored, as Pillow does."""
     alpha = np.ones(RGB.shape[:2])
     alpha[:, 16:24], alpha[:, 24:] = 0.5, 0.0
     colour = RGB / 255.0 * (alpha[:, :, None] if extrasamples == "assocalpha" else 1)  # premultiplied or not
     data = tiff(np.dstack([colour, alpha]).astype(np.float32), photometric="rgb", extrasamples=[extrasamples])
     decoded = codec.decode(data).astype(int)
+    if extrasamples == "unspecified":
+        np.testing.assert_array_equal(decoded, RGB)
+        return
     np.testing.assert_array_equal(decoded[:, :16], RGB[:, :16])
     assert np.abs(decoded[:, 16:24] - (RGB[:, 16:24] / 2 + 127.5)).max() <= 1
     assert (decoded[:, 24:] == 255).all()
@@ -111,11 +117,12 @@ def test_float_rgba_tiff_alpha_is_composited_over_white(extrasamples):
 @pytest.mark.parametrize("samples, params, layout", [
     (RGB.astype(np.float16), {"photometric": "rgb"}, "3 x 16-bit float per pixel, photometric 2"),
     (RGB.astype(np.int32), {"photometric": "rgb"}, "3 x 32-bit signed integer per pixel, photometric 2"),
+    (RGB.astype(np.uint32), {"photometric": "rgb"}, "3 x 32-bit unsigned integer per pixel, photometric 2"),
     (np.dstack([RGB[:, :, :1], RGB[:, :, :1]]).astype(np.float32), {"photometric": "minisblack", "planarconfig":
      "contig", "extrasamples": ["unassalpha"]}, "2 x 32-bit float per pixel, photometric 1"),
     (np.moveaxis(RGB / 255.0, 2, 0).astype(np.float32), {"photometric": "rgb", "planarconfig": "separate"},
      "3 x 32-bit float per pixel, photometric 2, planar"),  # OpenCV would mix its planes up
-], ids=["half-float", "int32-rgb", "grey-alpha-float", "planar-float"])
+], ids=["half-float", "int32-rgb", "uint32-rgb", "grey-alpha-float", "planar-float"])
 def test_a_tiff_layout_nothing_reads_is_named_not_called_no_image(samples, params, layout):
     for read in (codec.decode, codec.probe):
         with pytest.raises(UnknownFormatError, match=f"^unsupported TIFF sample layout: {layout} "):
@@ -349,6 +356,14 @@ def test_a_cut_jpeg_or_png_is_reported_as_truncated_not_corrupt(fmt):
 def test_one_pixel_wide_images_decode(shape):
     pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
     np.testing.assert_array_equal(codec.decode(pil_bytes(Image.fromarray(pixels), "PNG")), pixels)
+
+
+def test_png_is_written_at_zlib_default_level():
+    """Level 6, the balance of size and time that libpng and Pillow default to; the zlib header's FLEVEL bits say
+    which band of levels wrote the stream (0: 0-1, 1: 2-5, 2: 6, 3: 7-9)."""
+    data = codec.encode(RGB, "png")
+    zlib_flags = data[data.index(b"IDAT") + 5]
+    assert zlib_flags >> 6 == 2
 
 
 def test_encode_defaults_to_jpeg_at_quality_95():
