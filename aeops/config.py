@@ -128,6 +128,10 @@ class InferenceConfig(Strict):
     )
     pad_multiple: int = Field(32, ge=8, le=1024, description="images are padded up to a multiple of this to batch")
     deterministic: bool = Field(False, description="fixed batch composition + TF deterministic ops")
+    overlap: bool = Field(True, description=(
+        "run the model calls on a thread of their own, so that reading, decoding, augmenting and encoding "
+        "overlap them (one batch in the model, one waiting); false = one after the other, in the bundle's "
+        "thread"))
     model_copies: int | None = Field(
         None, ge=1, le=64, description="models per worker machine, shared across its processes (1 on a GPU)"
     )
@@ -182,9 +186,10 @@ class PipelineConfig(Strict):
     def content(self) -> dict[str, Any]:
         """What decides the output's bytes: not where it runs, reads or writes, nor where the model lies
         (the model's own hash enters the fingerprint instead), nor the bar a run must pass to be published
-        (a run that failed it is rerun, not up to date, whatever the bar is then)."""
+        (a run that failed it is rerun, not up to date, whatever the bar is then), nor whether the model calls
+        overlap the other stages (the same batches, the same bytes)."""
         return self.model_dump(mode="json", exclude={"beam": True, "input": True, "output": True, "publish": True,
-                                                     "inference": {"model_dir"}})
+                                                     "inference": {"model_dir", "overlap"}})
 
 
 # --- the training job (aeops train) --------------------------------------------------------------

@@ -14,11 +14,14 @@ overhead of bucketing is measured, not guessed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections import defaultdict
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -65,6 +68,30 @@ class Restorer:
         return self.serve(images=batch)["reconstruction"].numpy()
 
 
+# The model this process already loaded, offered to the handler's ``load_model`` (see :func:`handed_over`):
+# {(model_dir, model SHA-256): serving function}, one entry at most.
+_handed_over: dict[tuple[str, str], Callable] = {}
+
+
+@contextlib.contextmanager
+def handed_over(model_dir: str, model_sha256: str, serve: Callable | None) -> Iterator[None]:
+    """Offer ``serve``, already loaded from ``model_dir``, to a handler of that model in this process while the
+    block runs; ``None`` offers nothing.
+
+    The launching process loads the model once to check it (:func:`aeops.preflight.check_model`); the
+    in-memory DirectRunner then runs the handler in that same process, which would load it a second time
+    (about a second). The first handler that loads this model and hash takes it; the offer ends with the block,
+    so a model no handler took is not held on to.
+    """
+    _handed_over.clear()
+    if serve is not None:
+        _handed_over[(model_dir, model_sha256)] = serve
+    try:
+        yield
+    finally:
+        _handed_over.clear()
+
+
 class Failure(NamedTuple):
     """What the handler returns in place of a restored image the model failed on: ``Type: message``."""
 
@@ -82,6 +109,45 @@ def error_line(error: BaseException) -> str:
               if not line.startswith(("[[", "Graph execution error", "Detected at node", "File "))]
     text = (useful or lines or [""])[-1]
     return f"{type(error).__name__}: {text.split(' [Op:', 1)[0].split('[[', 1)[0].strip()}"
+
+
+@dataclass
+class Tally:
+    """What a batch's model calls cost, counted into Beam metrics by :meth:`count` on the bundle's thread
+    (Beam's metrics belong to the thread running the bundle: an increment on the model thread is lost)."""
+
+    real: int = 0
+    padded: int = 0
+    calls: list[int] = field(default_factory=list)  # images per model call
+
+    def add(self, images: Sequence[np.ndarray], height: int, width: int) -> None:
+        self.real += sum(image.shape[0] * image.shape[1] for image in images)
+        self.padded += len(images) * height * width
+        self.calls.append(len(images))
+
+    def count(self) -> None:
+        Metrics.counter(NAMESPACE, "inference_real_pixels").inc(self.real)
+        Metrics.counter(NAMESPACE, "inference_padded_pixels").inc(self.padded)
+        calls = Metrics.distribution(NAMESPACE, "inference_batch_size")
+        for size in self.calls:
+            calls.update(size)
+
+
+class Pending(NamedTuple):
+    """The place of an image's result in a batch the model thread is still restoring (``inference.overlap``)."""
+
+    batch: Future  # -> (results, Tally) of ImageRestorationHandler.restore_batch
+    row: int
+
+    def __reduce__(self):
+        # Beam encodes a sample of the elements to estimate their size: that needs the placeholder to pickle,
+        # though it only makes sense in this process, where the model thread runs.
+        return _elsewhere, (self.row,)
+
+
+def _elsewhere(row: int):
+    raise RuntimeError(f"a restored image (row {row} of its batch) was sent to another process before its batch "
+                       "was done: CollectRestored must run right after RunInference, in the same stage")
 
 
 class Restorable(NamedTuple):
@@ -116,6 +182,8 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         deterministic: bool = False,
         model_copies: int | None = None,
         max_batch_pixels: int = MAX_CALL_PIXELS,
+        model_sha256: str = "",
+        overlap: bool = False,
     ):
         multiple = pad_multiple
         bucketing = {}
@@ -134,12 +202,12 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             **bucketing,
         )
         self.model_dir = model_dir
+        self.model_sha256 = model_sha256
         self.pad_multiple = pad_multiple
         self.max_batch_pixels = max_batch_pixels
         self.deterministic = deterministic
-        self._padded = Metrics.counter(NAMESPACE, "inference_padded_pixels")
-        self._real = Metrics.counter(NAMESPACE, "inference_real_pixels")
-        self._batches = Metrics.distribution(NAMESPACE, "inference_batch_size")
+        self.overlap = overlap
+        self._model_thread: ThreadPoolExecutor | None = None  # made where the handler runs, after pickling
 
     def load_model(self) -> Restorer:
         import tensorflow as tf
@@ -148,13 +216,28 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
 
         if self.deterministic:
             tf.config.experimental.enable_op_determinism()
-        serve, _ = load(local_copy(self.model_dir))
+        serve = _handed_over.pop((self.model_dir, self.model_sha256), None)
+        if serve is None:
+            serve, _ = load(local_copy(self.model_dir))
         return Restorer(serve)
 
     def run_inference(
         self, batch: Sequence[Restorable], model: Restorer, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
+        """The batch's results; with ``overlap``, placeholders (:class:`Pending`) while the model thread runs it."""
+        if not self.overlap:
+            results, tally = self.restore_batch(batch, model)
+            tally.count()
+            return results
+        if self._model_thread is None:
+            self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="aeops-model")
+        restored = self._model_thread.submit(self.restore_batch, list(batch), model)
+        return [PredictionResult(item.image, Pending(restored, row)) for row, item in enumerate(batch)]
+
+    def restore_batch(self, batch: Sequence[Restorable], model: Restorer) -> tuple[list[PredictionResult], "Tally"]:
+        """(a result per image, in input order; what the model calls cost), the model's failures included."""
         results = [PredictionResult(item.image, None) for item in batch]
+        tally = Tally()
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, item in enumerate(batch):
             if item.restore:
@@ -164,30 +247,71 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             for start in range(0, len(indices), per_call):
                 call = indices[start : start + per_call]
                 try:
-                    self._restore(batch, call, height, width, model, results)
+                    self._restore(batch, call, height, width, model, results, tally)
                 except Exception:  # noqa: BLE001 - which image failed is found by retrying each alone
                     for i in call:
                         try:
-                            self._restore(batch, [i], height, width, model, results)
+                            self._restore(batch, [i], height, width, model, results, tally)
                         except Exception as alone:  # noqa: BLE001 - this image is the culprit
                             results[i] = PredictionResult(batch[i].image, Failure(error_line(alone)))
-        return results
+        return results, tally
 
-    def _restore(self, batch, indices: list[int], height: int, width: int, model: Restorer, results: list) -> None:
+    def _restore(self, batch, indices: list[int], height: int, width: int, model: Restorer, results: list,
+                 tally: "Tally") -> None:
         """One model call on ``batch[indices]``, padded to (height, width); results cropped back into place."""
         images = [batch[i].image for i in indices]
         restored = model(np.stack([pad_to(image, height, width) for image in images]))
         for row, (i, image) in enumerate(zip(indices, images)):
             results[i] = PredictionResult(image, np.ascontiguousarray(restored[row, : image.shape[0], : image.shape[1]]))
-            self._real.inc(image.shape[0] * image.shape[1])
-        self._padded.inc(len(indices) * height * width)
-        self._batches.update(len(indices))
+        tally.add(images, height, width)
 
     def get_num_bytes(self, batch: Sequence[Restorable]) -> int:
         return sum(item.image.nbytes for item in batch)
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+
+class CollectRestored(beam.DoFn):
+    """Keyed RunInference results whose inference is :class:`Pending` in, the same with the restored image (or
+    :class:`Failure`) out, in their order, once their batch is done; at most ``in_flight`` batches wait here.
+
+    With ``inference.overlap`` the handler hands each batch to its model thread and returns at once, so the
+    bundle's thread goes on reading, decoding and augmenting the next batch while the model runs this one,
+    and encodes this one's images while the model runs the next (TensorFlow releases the GIL in its ops).
+    What is in flight is bounded: the batch being restored, one queued behind it, and ``in_flight`` batches'
+    results here. Batches are formed as without overlap and each image's pixels come from the same call,
+    so the outputs are the same bytes (CONTRACT §4). Placeholders cannot be pickled: this step follows
+    RunInference in the same fused stage (both are in :class:`aeops.stages.Restore`).
+    """
+
+    def __init__(self, in_flight: int = 1):
+        self.in_flight = in_flight
+
+    def start_bundle(self):
+        self._waiting: deque[WindowedValue] = deque()
+        self._batches: deque[Future] = deque()
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        batch = element[1].inference.batch
+        self._waiting.append(WindowedValue(element, timestamp, [window]))
+        if not self._batches or self._batches[-1] is not batch:
+            self._batches.append(batch)
+        while len(self._batches) > self.in_flight:
+            yield from self._release_oldest()
+
+    def finish_bundle(self):
+        while self._batches:
+            yield from self._release_oldest()
+
+    def _release_oldest(self) -> Iterator[WindowedValue]:
+        batch = self._batches.popleft()
+        results, tally = batch.result()  # waits for the model thread; re-raises what escaped the handler
+        tally.count()
+        while self._waiting and self._waiting[0].value[1].inference.batch is batch:
+            waiting = self._waiting.popleft()
+            key, pending = waiting.value
+            yield waiting.with_value((key, results[pending.inference.row]))
 
 
 class GroupByBucketShape(beam.DoFn):

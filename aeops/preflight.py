@@ -26,8 +26,12 @@ SCHEMA_FIX = ("; name the feature that holds the image bytes with --set schema.i
               "(or --set schema.preset=tfds for TFDS shards)")
 
 
-def check_model(model_dir: str, command: str = "augment") -> None:
-    """Load ``model_dir`` and call it once on :data:`PROBE_SHAPE`; raise unless it honours CONTRACT §5."""
+def check_model(model_dir: str, command: str = "augment"):
+    """Load ``model_dir`` and call it once on :data:`PROBE_SHAPE`; raise unless it honours CONTRACT §5.
+
+    Returns the loaded serving function, so that a caller that runs the model in this process need not load
+    it again (:func:`aeops.inference.handed_over`).
+    """
     import tensorflow as tf
 
     from aeops.model import load
@@ -47,6 +51,7 @@ def check_model(model_dir: str, command: str = "augment") -> None:
         _fail(command, model_dir, f"fails on a {_shape(PROBE_SHAPE)} uint8 probe: {error_line(exc)}")
     if result.dtype != tf.uint8 or tuple(result.shape) != PROBE_SHAPE:
         _fail(command, model_dir, f"returns {result.dtype.name} {_shape(result.shape)} for a {_shape(PROBE_SHAPE)} probe")
+    return serve
 
 
 def check_schema(shard: str, image_feature: str = schema.IMAGE, command: str = "augment", hint: str = SCHEMA_FIX) -> None:

@@ -29,7 +29,8 @@ from aeops.accounting import DeadTally, Stats, StatsCombine, publish_gate, raise
 from aeops.config import PipelineConfig
 from aeops.draw import draw
 from aeops.errors import AeopsError, DecodeError, RecordError
-from aeops.inference import NAMESPACE, Failure, GroupByBucketShape, ImageRestorationHandler, Restorable
+from aeops.inference import (NAMESPACE, CollectRestored, Failure, GroupByBucketShape, ImageRestorationHandler,
+                             Restorable)
 from aeops.ops import Targets, augment, build
 from aeops import progress as progress_files
 from aeops.publish import MANIFEST, Publisher
@@ -244,13 +245,15 @@ class Restore(beam.PTransform):
     """(Variant, image) -> (Variant, image, restored or None): the autoencoder through RunInference.
 
     Variants not selected for the model (``inference.fraction``) pass through the handler untouched;
-    with the model stage off, RunInference is not in the graph at all.
+    with the model stage off, RunInference is not in the graph at all. ``model_sha256`` lets the handler take
+    the model the launching process already loaded (:func:`aeops.inference.handed_over`).
     """
 
-    def __init__(self, config: PipelineConfig, model_dir: str | None):
+    def __init__(self, config: PipelineConfig, model_dir: str | None, model_sha256: str = ""):
         super().__init__()
         self.config = config
         self.model_dir = model_dir
+        self.model_sha256 = model_sha256
 
     def expand(self, variants):
         if self.model_dir is None:
@@ -269,6 +272,8 @@ class Restore(beam.PTransform):
                 deterministic=inference.deterministic,
                 model_copies=inference.model_copies,
                 max_batch_pixels=inference.max_batch_pixels,
+                model_sha256=self.model_sha256,
+                overlap=inference.overlap,
             )
         )
         selected = variants | "MarkSelected" >> beam.MapTuple(
@@ -279,6 +284,8 @@ class Restore(beam.PTransform):
                 GroupByBucketShape(inference.pad_multiple, inference.max_batch_size, inference.max_batch_pixels)
             )
         results, failures = selected | "RunInference" >> RunInference(handler).with_exception_handling()
+        if inference.overlap:
+            results = results | "CollectRestored" >> beam.ParDo(CollectRestored())
         unpacked = results | "Unpack" >> beam.FlatMapTuple(_unpack).with_outputs(DEAD, main="restored")
         failed = failures.failed_inferences | "SplitFailedBatches" >> beam.FlatMap(_failed_batch)
         dead = (unpacked[DEAD], failed) | "InferenceFailures" >> beam.Flatten()

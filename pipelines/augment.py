@@ -18,10 +18,11 @@ import time
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
+                                                  _BeamArgumentParser)
 from apache_beam.runners.runner import PipelineState
 
-from aeops import __version__, config, dataflow_job, preflight, stages, statistics, storage
+from aeops import __version__, config, dataflow_job, inference, preflight, stages, statistics, storage
 from aeops.accounting import records_line
 from aeops.cli import ArgumentParser, kept_log
 from aeops.dataset_summary import describe
@@ -72,12 +73,25 @@ def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
     return cfg, pattern, root, model_dir
 
 
-def check(inputs: list[dict], model_dir: str | None, image_feature: str) -> None:
+def check(inputs: list[dict], model_dir: str | None, image_feature: str, keep: bool = False):
     """Fail before anything runs when the first shard's records lack the image feature or the model is not
-    CONTRACT §5's: either would otherwise dead-letter every record and write an empty version."""
+    CONTRACT §5's: either would otherwise dead-letter every record and write an empty version.
+
+    Returns the model the check loaded when ``keep`` (the pipeline will run it in this process), else None.
+    """
     preflight.check_schema(inputs[0]["name"], image_feature, "augment")
     if model_dir:
-        preflight.check_model(model_dir, "augment")
+        model = preflight.check_model(model_dir, "augment")
+        return model if keep else None
+    return None
+
+
+def runs_in_this_process(options: PipelineOptions) -> bool:
+    """Whether the runner executes the pipeline's stages in this process: the DirectRunner, in memory or
+    multi-threaded (not ``--direct_running_mode=multi_processing``, not a remote runner)."""
+    runner = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    return runner in ("directrunner", "direct") and (
+        options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
 def beam_options(cfg: PipelineConfig, beam_argv: list[str]) -> PipelineOptions:
@@ -124,7 +138,8 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     cfg, pattern, root, model_dir = resolve(args)
     options = beam_options(cfg, beam_argv)
     inputs = list_inputs(pattern)
-    check(inputs, model_dir, cfg.schema.image)
+    # The in-memory DirectRunner runs the model handler in this process: it takes the model the check loaded.
+    checked_model = check(inputs, model_dir, cfg.schema.image, keep=runs_in_this_process(options))
     model_hash = model_sha256(model_dir) if model_dir else ""
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
     with Publisher(root) as publisher:
@@ -153,6 +168,7 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
         }
         started = time.monotonic()
         with contextlib.ExitStack() as stack:
+            stack.enter_context(inference.handed_over(model_dir, model_hash, checked_model))
             progress_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="aeops-progress-")) if local else None
             pipeline = test_pipeline or beam.Pipeline(options=options)
             build(pipeline, cfg, pattern, storage.join(root, folder), model_dir, model_hash, context, progress_dir)
@@ -190,7 +206,7 @@ def build(pipeline, cfg, pattern, directory, model_dir, model_hash, context, pro
     per_record = cfg.augment.outputs_per_record
     read = pipeline | "ReadShards" >> stages.ReadShards(pattern, per_record, progress)
     augmented = read.records | "Augment" >> stages.Augment(cfg, restore=model_dir is not None)
-    restored = augmented.variants | "Restore" >> stages.Restore(cfg, model_dir)
+    restored = augmented.variants | "Restore" >> stages.Restore(cfg, model_dir, model_hash)
     encoded = restored["restored"] | "Encode" >> stages.Encode(cfg, model_hash, progress)
     data_files = encoded.records | "WriteShards" >> stages.WriteShards(
         directory, "data", cfg.encode.num_shards, cfg.encode.compression == "gzip"

@@ -13,6 +13,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
 from aeops import codec, schema, storage, tfrecord
+from aeops import model as aeops_model
 from aeops.inference import bucket_shape
 from aeops.ops import replay
 from aeops.errors import AeopsError
@@ -194,6 +195,24 @@ def test_model_stage_restores_and_stamps_outputs(mixed_input, tmp_path, tiny_mod
     directory = root / version
     assert (directory / "report.html").stat().st_size > 1000
     assert (directory / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_in_process_the_model_loads_once_and_overlapping_its_calls_changes_no_byte(mixed_input, tmp_path, tiny_model_dir):
+    """The in-memory DirectRunner runs the handler in the launching process: it takes the model the preflight
+    check loaded (one real load per run). Model calls overlapped with the other stages or in series: the same
+    batches, the same records, and the same version (overlap does not enter the fingerprint)."""
+    pattern, _ = mixed_input
+    written = {}
+    for overlap in ("true", "false"):
+        loads = aeops_model.loads
+        assert run(pattern, tmp_path / overlap, "--model-dir", tiny_model_dir, "--set", f"inference.overlap={overlap}",
+                   "--set", "inference.max_batch_size=4") == 0
+        assert aeops_model.loads == loads + 1
+        written[overlap] = read_version(tmp_path / overlap)
+    (version, manifest, overlapped, dead), (in_series_version, _, in_series, in_series_dead) = written.values()
+    assert manifest["metrics"]["restored"] == len(overlapped) == manifest["records_out"] == 15
+    assert sorted(overlapped) == sorted(in_series) and sorted(dead) == sorted(in_series_dead)
+    assert version == in_series_version
 
 
 def test_same_inputs_are_up_to_date_and_changes_make_new_versions(mixed_input, tmp_path, capsys):

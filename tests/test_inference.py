@@ -9,6 +9,8 @@ exactly what the handler fed it, the padding included. A batch the model fails o
 from __future__ import annotations
 
 import bisect
+import pickle
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,8 +23,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import GlobalWindow
 
 from aeops import storage
-from aeops.inference import (AREA_BOUNDARIES, BUFFERED_CALLS, Failure, GroupByBucketShape, ImageRestorationHandler,
-                             Restorable, bucket_shape, images_per_call, local_copy, pad_to)
+from aeops import model as aeops_model
+from aeops.inference import (AREA_BOUNDARIES, BUFFERED_CALLS, CollectRestored, Failure, GroupByBucketShape,
+                             ImageRestorationHandler, Pending, Restorable, bucket_shape, handed_over, images_per_call,
+                             local_copy, pad_to)
 from tests.model_fixtures import REJECTED_HEIGHT
 
 
@@ -210,19 +214,86 @@ def test_a_failed_sub_batch_is_retried_image_by_image(one_size_rejecting_model):
     assert f"rejects images {REJECTED_HEIGHT} pixels high" in failure.reason and "\n" not in failure.reason
 
 
-def test_padded_and_real_pixels_are_counted_through_run_inference(mirror_model):
-    """The counters behind the manifest's padding overhead, read back from a real Beam run."""
-    handler = KeyedModelHandler(ImageRestorationHandler(mirror_model, pad_multiple=32, max_batch_size=4))
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-series", "overlapped"])
+def test_padded_and_real_pixels_are_counted_through_run_inference(mirror_model, overlap):
+    """The counters behind the manifest's padding overhead, read back from a real Beam run; with ``overlap``
+    the model calls run on the handler's thread, where Beam's metrics would be lost, and are counted still."""
+    handler = KeyedModelHandler(ImageRestorationHandler(mirror_model, pad_multiple=32, max_batch_size=4, overlap=overlap))
     shapes = [(30, 40), (47, 33), (64, 64), (30, 40), (5, 7)]
     elements = [(f"k{i}", Restorable(np.zeros((*shape, 3), np.uint8), restore=i != 1)) for i, shape in enumerate(shapes)]
     pipeline = beam.Pipeline()
-    _ = pipeline | beam.Create(elements) | RunInference(handler)
+    results = pipeline | beam.Create(elements) | RunInference(handler)
+    if overlap:
+        results = results | beam.ParDo(CollectRestored())
+    assert_that(results | beam.MapTuple(lambda key, result: (key, None if result.inference is None
+                                                             else result.inference.shape[:2])),
+                equal_to([(f"k{i}", None if i == 1 else shape) for i, shape in enumerate(shapes)]))
     result = pipeline.run()
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter())["counters"]}
     restored = [shape for i, shape in enumerate(shapes) if i != 1]
     assert counters["inference_real_pixels"] == sum(h * w for h, w in restored)
     assert counters["inference_padded_pixels"] == sum(np.prod(bucket_shape(shape, 32)) for shape in restored)
+
+
+def test_with_overlap_the_model_runs_a_batch_on_its_own_thread_while_the_next_one_comes(mirror_model):
+    """run_inference returns while the model still works on the batch; CollectRestored hands the results on,
+    in order and equal to the in-series handler's, once the next batch has come (or at the bundle's end)."""
+    handler = ImageRestorationHandler(mirror_model, pad_multiple=16, overlap=True)
+    restorer = handler.load_model()
+    started, finish = threading.Event(), threading.Event()
+    model_threads = []
+
+    def busy_model(batch: np.ndarray) -> np.ndarray:  # the real model, held busy until the test lets it finish
+        model_threads.append(threading.get_ident())
+        started.set()
+        assert finish.wait(10)
+        return restorer(batch)
+
+    batches = [[Restorable(image(20, 30, 1)), Restorable(image(5, 7, 2), restore=False), Restorable(image(17, 31, 3))],
+               [Restorable(image(40, 9, 4)), Restorable(image(9, 12, 5))]]
+    expected = [result for batch in batches for result in ImageRestorationHandler(mirror_model, pad_multiple=16)
+                .run_inference(batch, restorer)]
+    collect = CollectRestored(in_flight=1)
+    collect.start_bundle()
+
+    def collect_all(batch, first):
+        results = handler.run_inference(batch, busy_model)
+        assert all(isinstance(r.inference, Pending) for r in results)
+        return [v.value for n, r in enumerate(results) for v in collect.process((first + n, r), 0, GlobalWindow())]
+
+    assert collect_all(batches[0], 0) == []  # returned at once: nothing is done yet
+    assert started.wait(10) and not finish.is_set() and model_threads[0] != threading.get_ident()
+    finish.set()
+    released = collect_all(batches[1], 3)  # the second batch comes: the first one goes on
+    assert [key for key, _ in released] == [0, 1, 2]
+    released += [v.value for v in collect.finish_bundle()]
+    assert [key for key, _ in released] == [0, 1, 2, 3, 4]
+    for (_, got), want in zip(released, expected):
+        assert got.example is want.example
+        assert (got.inference is None) == (want.inference is None)
+        if want.inference is not None:
+            np.testing.assert_array_equal(got.inference, want.inference)
+    assert set(model_threads) == {model_threads[0]}  # one model thread: calls never run two at a time
+    with pytest.raises(RuntimeError, match="same stage"):  # Beam pickles it to size it; no process can use it
+        pickle.loads(pickle.dumps(Pending(None, 3)))
+
+
+def test_a_model_handed_over_in_this_process_is_not_loaded_again(mirror_model):
+    """The launcher's loaded model goes to the first handler of that model and hash; nothing outlives the offer."""
+    loaded, _ = aeops_model.load(mirror_model)
+    handler = ImageRestorationHandler(mirror_model, model_sha256="abc")
+    loads = aeops_model.loads
+    with handed_over(mirror_model, "abc", loaded):
+        assert handler.load_model().serve is loaded
+        assert handler.load_model().serve is not loaded  # taken once: a second handler loads its own
+    assert aeops_model.loads == loads + 1
+    with handed_over(mirror_model, "another hash", loaded):
+        assert handler.load_model().serve is not loaded
+    with handed_over(mirror_model, "abc", loaded):
+        pass
+    assert handler.load_model().serve is not loaded  # the offer ended with its block
+    assert aeops_model.loads == loads + 3
 
 
 def test_a_model_on_gcs_is_copied_locally_and_loads(mirror_model, gcs_emulator):

@@ -22,6 +22,9 @@ from aeops.errors import UsageError
 PRECISIONS = ("float32", "bfloat16")
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "denoiser"
 METADATA = "aeops_model.json"
+# SavedModels read by this process (``load`` calls that reached the disk): a job loads its model once per
+# process, and the tests hold it to that.
+loads = 0
 
 
 def load_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
@@ -53,6 +56,8 @@ def load(model_dir: str | os.PathLike | None = None, precision: str = "float32")
     if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         raise UsageError(f"model {model_dir!r}: no saved_model.pb there; pass a directory written by 'aeops train'")
     metadata = load_metadata(model_dir)
+    global loads
+    loads += 1
     try:
         loaded = tf.saved_model.load(model_dir)
         serve = loaded.signatures["serving_default"]
