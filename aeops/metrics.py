@@ -11,7 +11,6 @@ import math
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
 
 
 SSIM_MIN_SIDE = 7
@@ -38,6 +37,10 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     if side < SSIM_MIN_SIDE:
         raise ValueError(f"SSIM needs images of at least 7x7 pixels, got {a.shape[1]}x{a.shape[0]}")
     if side < 11:
+        # Imported here: scikit-image pulls in SciPy (half a second of every Beam worker's start-up) for
+        # images of 7 to 10 pixels a side, which most runs never see.
+        from skimage.metrics import structural_similarity
+
         return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
     return _gaussian_ssim(a, b)
 

@@ -336,6 +336,15 @@ def test_a_missing_model_is_one_line_exit_2(tmp_path, mixed_input):
     assert result.stderr.strip().count("\n") == 0 and "no-model" in result.stderr
 
 
+def test_the_stages_import_neither_tensorflow_nor_scipy():
+    """Each worker process imports aeops.stages to unpickle the stages, at its start-up: TensorFlow (loaded by
+    the model handler when there is a model stage) and SciPy (through scikit-image, half a second) stay out."""
+    heavy = ["matplotlib", "scipy", "skimage", "tensorflow"]
+    code = f"import sys, aeops.stages; print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("with_model", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ops", "ops+model"])
 def test_in_process_and_multi_process_runners_write_identical_records(mixed_input, tmp_path, request, with_model):
     """The ops alone by default; with the model (each worker process starting TensorFlow: ~50 s more) under -m slow."""
