@@ -15,6 +15,8 @@ JPEG, in TFRecord shards), one op list, one model, the contenders run back to ba
   both contenders feed the model (each image's height and width rounded up to ``pad_multiple``), in the data
   set's proportions: the same model work, without I/O, decode, ops or encode. A second row, **model alone,
   unpadded**, runs the images' own shapes, so the price of padding is reported apart from the pipelines'.
+- **aeops, no model** (``inference.enabled=false``) and **aeops, model calls in series**
+  (``inference.overlap=false``: what overlapping the model calls with the other stages gives).
 
 Peak memory: the aeops pipeline in a fresh child process per size (``--memory``), its maximum resident set
 read from ``os.wait4`` (that child's own rusage). Streaming means the largest ~= the smallest.
@@ -59,6 +61,7 @@ from readme import cpu, emit  # noqa: E402 - benchmarks/ is on sys.path when a b
 CONFIG = ROOT / "configs" / "local.yaml"
 OVERRIDES = ["augment.variants=1", "augment.keep_original=false"]
 NO_MODEL = "inference.enabled=false"
+IN_SERIES = "inference.overlap=false"  # the model calls in the bundle's thread, one after the other stages
 # (height, width) of the generated images: mixed sizes, most of them not multiples of the 32 px bucket.
 SHAPES = ((64, 64), (72, 100), (96, 128), (128, 128), (150, 200), (200, 300))
 # Smaller sizes for the 5k memory runs when the full sizes would take too long (--memory-small).
@@ -399,7 +402,8 @@ def contenders_table(setup: dict, results: dict[str, list[dict]]) -> list[str]:
         f"aeops / model alone: **{ratio('model alone'):.2f}x** (goal >= 0.85x); "
         f"tf.data / model alone: {rate['tf.data'] / rate['model alone']:.2f}x (all three on the same padded shapes); "
         f"aeops without the model (`--set {NO_MODEL}`): {rate['aeops, no model']:.0f} images/s, the pipeline's "
-        f"own ceiling on this machine.",
+        f"own ceiling on this machine; what overlapping the model calls with the other stages gives, aeops / "
+        f"aeops with `--set {IN_SERIES}`: **{ratio('aeops, model calls in series'):.2f}x**.",
         f"Padding overhead of shape bucketing (aeops manifest, `metrics.padding_overhead`): "
         f"**+{100 * metrics['padding_overhead']:.1f}%** pixels through the model; what it costs the model itself, "
         f"model alone unpadded / padded: **{rate['model alone, unpadded'] / rate['model alone']:.2f}x**.",
@@ -475,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             "model alone": lambda r: run_ceiling(model_dir, shapes, inference.max_batch_size, inference.pad_multiple),
             "model alone, unpadded": lambda r: run_ceiling(model_dir, shapes, inference.max_batch_size, None),
             "aeops, no model": lambda r: run_aeops(pattern, str(work / f"nomodel-{r}"), model_dir, NO_MODEL),
+            "aeops, model calls in series": lambda r: run_aeops(pattern, str(work / f"series-{r}"), model_dir,
+                                                                IN_SERIES),
         }
         results = {name: [] for name in contenders}
         for round_ in range(args.rounds):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from aeops import cli, preflight, schema, tfrecord
 from aeops.errors import UsageError
@@ -74,6 +75,16 @@ def test_a_model_with_another_signature_is_refused_naming_what_it_has(tmp_path, 
     message = str(caught.value)
     assert model_dir in message and found in message and "images uint8 [batch, height, width, 3]" in message, message
     assert not root.exists()  # nothing prepared, nothing published
+
+
+@pytest.mark.parametrize("flags, here", [
+    ([], True), (["--direct_running_mode=multi_threading"], True), (["--runner=DirectRunner"], True),
+    (["--direct_running_mode=multi_processing", "--direct_num_workers=2"], False),
+    (["--runner=DataflowRunner"], False), (["--runner=PrismRunner"], False),
+])
+def test_the_checked_model_is_handed_on_only_where_the_pipeline_runs_in_this_process(flags, here):
+    """The model preflight loaded is worth keeping only for a runner whose model handler runs in this process."""
+    assert augment.runs_in_this_process(PipelineOptions(flags)) is here
 
 
 def test_the_shipped_and_the_trained_model_pass(tiny_model_dir):
