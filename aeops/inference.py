@@ -10,6 +10,11 @@ shape (in calls of at most ``max_batch_pixels`` padded pixels), then crops every
 depends only on the image's own size, an image's pixels do not depend on which other images shared its
 batch (up to float-kernel rounding; see ``deterministic``). The padded pixels are counted, so the
 overhead of bucketing is measured, not guessed.
+
+With ``overlap`` the model calls run on a thread of the handler's own, and :class:`CollectRestored` (right
+after RunInference) waits for them, so that the pipeline's other stages run while the model does. A model
+the launching process already loaded can be handed to the handler (:func:`handed_over`) instead of being
+loaded twice in one process.
 """
 
 from __future__ import annotations
@@ -234,7 +239,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         restored = self._model_thread.submit(self.restore_batch, list(batch), model)
         return [PredictionResult(item.image, Pending(restored, row)) for row, item in enumerate(batch)]
 
-    def restore_batch(self, batch: Sequence[Restorable], model: Restorer) -> tuple[list[PredictionResult], "Tally"]:
+    def restore_batch(self, batch: Sequence[Restorable], model: Restorer) -> tuple[list[PredictionResult], Tally]:
         """(a result per image, in input order; what the model calls cost), the model's failures included."""
         results = [PredictionResult(item.image, None) for item in batch]
         tally = Tally()
@@ -257,7 +262,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         return results, tally
 
     def _restore(self, batch, indices: list[int], height: int, width: int, model: Restorer, results: list,
-                 tally: "Tally") -> None:
+                 tally: Tally) -> None:
         """One model call on ``batch[indices]``, padded to (height, width); results cropped back into place."""
         images = [batch[i].image for i in indices]
         restored = model(np.stack([pad_to(image, height, width) for image in images]))
@@ -279,10 +284,11 @@ class CollectRestored(beam.DoFn):
     With ``inference.overlap`` the handler hands each batch to its model thread and returns at once, so the
     bundle's thread goes on reading, decoding and augmenting the next batch while the model runs this one,
     and encodes this one's images while the model runs the next (TensorFlow releases the GIL in its ops).
-    What is in flight is bounded: the batch being restored, one queued behind it, and ``in_flight`` batches'
-    results here. Batches are formed as without overlap and each image's pixels come from the same call,
-    so the outputs are the same bytes (CONTRACT §4). Placeholders cannot be pickled: this step follows
-    RunInference in the same fused stage (both are in :class:`aeops.stages.Restore`).
+    What is in flight is bounded: with ``in_flight`` 1, one batch in the model and the next one queued
+    behind it while this step waits for the first. Batches are formed as without overlap and each image's
+    pixels come from the same call, so the outputs are the same bytes (CONTRACT §4). A placeholder means
+    nothing outside this process: this step follows RunInference in the same fused stage (both are in
+    :class:`aeops.stages.Restore`).
     """
 
     def __init__(self, in_flight: int = 1):
