@@ -276,3 +276,21 @@ def test_shards_without_the_image_feature_are_one_line_naming_the_fix(tmp_path, 
 def test_the_readme_command_needs_no_model_dir_flag():
     config = train.resolve_config(train.parse_args(["--config", "configs/train.yaml"]))
     assert config.model_dir == "models/denoiser"
+
+
+def test_bfloat16_training_resumes_a_float32_checkpoint_and_exports_float32(tiny_model_dir, tmp_path):  # noqa: F811
+    """A run can switch to bfloat16 compute midway (the variables stay float32, so the checkpoint fits), and
+    the export is the usual float32 model. In a process of its own: the Keras policy is process-wide."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    done = subprocess.run([sys.executable, "-m", "aeops", "train",
+                           *tiny_args(model_dir, epochs=3, mixed_precision="bfloat16")],
+                          capture_output=True, text=True, check=True)
+    assert "CPU, mixed_bfloat16" in done.stdout and "resuming after epoch 2" in done.stdout
+    meta = json.loads((model_dir / "aeops_model.json").read_text())
+    assert meta["training"]["device"] == "CPU, mixed_bfloat16" and meta["training"]["epochs_done"] == 3
+    reader = tf.train.load_checkpoint(str(model_dir / "variables" / "variables"))
+    kernels = [name for name in reader.get_variable_to_shape_map() if "kernel" in name or "bias" in name]
+    assert kernels and {reader.get_tensor(name).dtype for name in kernels} == {np.dtype("float32")}
+    out = tf.saved_model.load(str(model_dir)).signatures["serving_default"](images=tf.zeros((1, 16, 16, 3), tf.uint8))
+    assert out["reconstruction"].dtype == tf.uint8
