@@ -189,6 +189,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         max_batch_pixels: int = MAX_CALL_PIXELS,
         model_sha256: str = "",
         overlap: bool = False,
+        precision: str = "float32",
     ):
         multiple = pad_multiple
         bucketing = {}
@@ -212,6 +213,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
         self.max_batch_pixels = max_batch_pixels
         self.deterministic = deterministic
         self.overlap = overlap
+        self.precision = precision
         self._model_thread: ThreadPoolExecutor | None = None  # made where the handler runs, after pickling
 
     def load_model(self) -> Restorer:
@@ -223,7 +225,7 @@ class ImageRestorationHandler(ModelHandler[Restorable, PredictionResult, Restore
             tf.config.experimental.enable_op_determinism()
         serve = _handed_over.pop((self.model_dir, self.model_sha256), None)
         if serve is None:
-            serve, _ = load(local_copy(self.model_dir))
+            serve, _ = load(local_copy(self.model_dir), self.precision)
         return Restorer(serve)
 
     def run_inference(

@@ -26,17 +26,17 @@ SCHEMA_FIX = ("; name the feature that holds the image bytes with --set schema.i
               "(or --set schema.preset=tfds for TFDS shards)")
 
 
-def check_model(model_dir: str, command: str = "augment"):
+def check_model(model_dir: str, command: str = "augment", precision: str = "float32"):
     """Load ``model_dir`` and call it once on :data:`PROBE_SHAPE`; raise unless it honours CONTRACT §5.
 
     Returns the loaded serving function, so that a caller that runs the model in this process need not load
-    it again (:func:`aeops.inference.handed_over`).
+    it again (:func:`aeops.inference.handed_over`); hence ``precision``, the one the pipeline will serve in.
     """
     import tensorflow as tf
 
     from aeops.model import load
 
-    serve, _ = load(local_copy(model_dir))
+    serve, _ = load(local_copy(model_dir), precision)
     _, inputs = serve.structured_input_signature
     spec = inputs.get(INPUT)
     if set(inputs) != {INPUT} or spec.dtype != tf.uint8 or not _any_size(spec.shape):

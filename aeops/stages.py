@@ -274,6 +274,7 @@ class Restore(beam.PTransform):
                 max_batch_pixels=inference.max_batch_pixels,
                 model_sha256=self.model_sha256,
                 overlap=inference.overlap,
+                precision=inference.precision,
             )
         )
         selected = variants | "MarkSelected" >> beam.MapTuple(

@@ -73,7 +73,8 @@ def resolve(args) -> tuple[PipelineConfig, str, str, str | None]:
     return cfg, pattern, root, model_dir
 
 
-def check(inputs: list[dict], model_dir: str | None, image_feature: str, keep: bool = False):
+def check(inputs: list[dict], model_dir: str | None, image_feature: str, keep: bool = False,
+          precision: str = "float32"):
     """Fail before anything runs when the first shard's records lack the image feature or the model is not
     CONTRACT §5's: either would otherwise dead-letter every record and write an empty version.
 
@@ -81,7 +82,7 @@ def check(inputs: list[dict], model_dir: str | None, image_feature: str, keep: b
     """
     preflight.check_schema(inputs[0]["name"], image_feature, "augment")
     if model_dir:
-        model = preflight.check_model(model_dir, "augment")
+        model = preflight.check_model(model_dir, "augment", precision)
         return model if keep else None
     return None
 
@@ -139,7 +140,8 @@ def launch(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = 
     options = beam_options(cfg, beam_argv)
     inputs = list_inputs(pattern)
     # The in-memory DirectRunner runs the model handler in this process: it takes the model the check loaded.
-    checked_model = check(inputs, model_dir, cfg.schema.image, keep=runs_in_this_process(options))
+    checked_model = check(inputs, model_dir, cfg.schema.image, keep=runs_in_this_process(options),
+                          precision=cfg.inference.precision)
     model_hash = model_sha256(model_dir) if model_dir else ""
     version = version_name(fingerprint(inputs, cfg.content(), model_hash, __version__))
     with Publisher(root) as publisher:

@@ -427,3 +427,35 @@ def test_the_configured_pixel_limit_dead_letters_larger_images(mixed_input, tmp_
     sizes = {(schema.feature_value(e, schema.HEIGHT), schema.feature_value(e, schema.WIDTH))
              for e in (schema.parse(o).example for o in outputs)}
     assert sizes == {(30, 40), (47, 33)} and manifest["records_out"] == len(outputs) == 4 * 3
+
+
+def test_bfloat16_inference_is_a_new_version_a_grey_level_from_float32(tmp_path, tiny_model_dir):
+    """``inference.precision=bfloat16`` serves the same model through the bfloat16 rewrite (in processes of
+    their own: the rewrite is a process-wide option): another version, the same records, pixels within a few
+    grey levels - and on a CPU with bfloat16 units, really computed differently."""
+    from aeops.metrics import psnr
+    from aeops.model import cpu_has_bfloat16
+    from tests.images import gradient
+
+    rng = np.random.default_rng(3)
+    noisy = [np.clip(gradient(48, 64) + rng.normal(0, 20, (48, 64, 3)), 0, 255).astype(np.uint8) for _ in range(3)]
+    shards.write(tmp_path / "in.tfrecord", [shards.example(codec.encode(image, "png"), image__key=f"k{i}".encode())
+                                            for i, image in enumerate(noisy)])
+    images = {}
+    for precision in ("float32", "bfloat16"):
+        result = subprocess.run(
+            [sys.executable, "-m", "aeops", "augment", "--config", "configs/local.yaml", "--input",
+             str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / precision), "--model-dir", tiny_model_dir,
+             "--set", f"inference.precision={precision}", "--set", "encode.format=png"],
+            capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        version, manifest, outputs, dead = read_version(tmp_path / precision)
+        assert dead == [] and manifest["metrics"]["restored"] == len(outputs) > 0
+        images[precision] = (version, {(schema.feature_value(schema.parse(o).example, schema.SOURCE_KEY),
+                                        schema.feature_value(schema.parse(o).example, schema.VARIANT)):
+                                       codec.decode(schema.parse(o).image) for o in outputs})
+    (version32, float32), (version16, bfloat16) = images.values()
+    assert version16 != version32 and float32.keys() == bfloat16.keys()
+    assert min(psnr(float32[k], bfloat16[k]) for k in float32) > 40
+    if cpu_has_bfloat16():
+        assert any(not np.array_equal(float32[k], bfloat16[k]) for k in float32)
