@@ -87,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--threads", nargs="+", type=int, default=list(THREADS),
                         help="CPU threads for the model, one timing per value (0 = all; default 0 1)")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also restore with NLM and (when importable) CBM3D (default on)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="the model's convolutions in float32 or bfloat16 (on CPUs with AVX-512 BF16 / AMX)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
@@ -252,7 +254,7 @@ def table(rows: list[dict[str, Any]], gflops: float | None, threads: list[int]) 
              "| --- | --- | ---: | ---: | ---: |" + " ---: |" * (len(labels) + 1)]
     for row in rows:
         times = " | ".join(f"{row['ms_per_image'][t]:,.0f}" if t in row["ms_per_image"] else "–" for t in labels)
-        flops = f"{gflops:.1f}" if row["method"] == "model" and gflops else "–"
+        flops = f"{gflops:.1f}" if row["method"].startswith("model") and gflops else "–"
         lines.append(f"| {row['condition']} | {row['method']} | {decibels(row['psnr'])} | "
                      f"{decibels(row['psnr_min'])} | {row['ssim']:.4f} | {times} | {flops} |")
     return "\n".join(lines)
@@ -279,8 +281,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     (threads,) = args.threads
     images = load_images(args.images, args.crop)
     restore, metadata = model_method(args.model_dir, threads, args.precision)
-    methods: dict[str, Callable | None] = {"input": None, "model": restore, "nlm": nlm}
-    cbm3d = cbm3d_method()
+    methods: dict[str, Callable | None] = {"input": None, "model": restore}
+    if args.peers:
+        methods["nlm"] = nlm
+    cbm3d = cbm3d_method() if args.peers else None
     if cbm3d is not None:
         methods["cbm3d"] = cbm3d
     rows = evaluate(images, conditions(args.clean, args.sigma, args.jpeg), methods, args.seed, threads)

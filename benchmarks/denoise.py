@@ -32,24 +32,37 @@ from readme import cpu, emit  # benchmarks/ is on sys.path when a benchmark runs
 
 from aeops import heldout
 from aeops.evaluate import decibels, table
+from aeops.model import cpu_has_bfloat16
 from aeops.training_data import ManifestError
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "build" / "heldout"
 CROP = 256
 FOCUS = 25.0  # the sigma the targets are set at
+BFLOAT16 = "model, bfloat16"
 
 
-def evaluate(images: list[str], model_dir: str | None) -> dict:
+def evaluate(images: list[str], model_dir: str | None, *options: str) -> dict:
     """The ``aeops evaluate`` result on the images (its ``--json``)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "eval.json"
         command = [sys.executable, "-m", "aeops", "evaluate", "--images", *images, "--crop", str(CROP),
-                   "--json", str(result)]
+                   "--json", str(result), *options]
         if model_dir:
             command += ["--model-dir", model_dir]
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         return json.loads(result.read_text())
+
+
+def with_bfloat16(result: dict, bfloat16: dict) -> None:
+    """``bfloat16``'s model rows, as method ``model, bfloat16``, after the model rows of ``result``."""
+    extra = {row["condition"]: dict(row, method=BFLOAT16) for row in bfloat16["results"] if row["method"] == "model"}
+    rows = []
+    for row in result["results"]:
+        rows.append(row)
+        if row["method"] == "model" and row["condition"] in extra:
+            rows.append(extra[row["condition"]])
+    result["results"] = rows
 
 
 def report(result: dict) -> str:
@@ -72,6 +85,11 @@ def report(result: dict) -> str:
         cbm3d = rows[(focus, "cbm3d")]
         lines[-1] += (f" Model − CBM3D = **{model['psnr'] - cbm3d['psnr']:+.2f} dB**, "
                       f"**{ratio(cbm3d, model, '1')}** faster on one thread.")
+    if (focus, BFLOAT16) in rows:
+        fast = rows[(focus, BFLOAT16)]
+        lines.append(f"Served in bfloat16 (`--precision bfloat16`): **{fast['psnr'] - model['psnr']:+.2f} dB** against "
+                     f"float32 at σ = {FOCUS:g}, its time **{ratio(fast, nlm, 'all')}** NLM's with every core and "
+                     f"**{ratio(fast, nlm, '1')}** on one thread.")
     clean, q90, q90_input = rows[("clean", "model")], rows[("jpeg-q90", "model")], rows[("jpeg-q90", "input")]
     lines.append(f"Clean images through the model: **{decibels(clean['psnr'])} dB** mean, "
                  f"**{decibels(clean['psnr_min'])} dB** worst (PSNR against themselves); clean as JPEG q90: "
@@ -89,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="SavedModel directory (default: the shipped model)")
     parser.add_argument("--images", nargs="+", help="image files or globs (default: the held-out set)")
+    parser.add_argument("--bfloat16", action=argparse.BooleanOptionalAction, default=cpu_has_bfloat16(),
+                        help="also time the model served in bfloat16 (default: on CPUs with bfloat16 units)")
     parser.add_argument("--write-readme", action="store_true", help="rewrite README.md's denoise-benchmark block")
     args = parser.parse_args(argv)
     try:
@@ -96,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, subprocess.CalledProcessError, OSError) as exc:
         print(f"denoise: held-out photographs: {exc}", file=sys.stderr)
         return 1
-    emit("denoise-benchmark", report(evaluate(images, args.model_dir)), args.write_readme)
+    result = evaluate(images, args.model_dir)
+    if args.bfloat16:
+        with_bfloat16(result, evaluate(images, args.model_dir, "--precision", "bfloat16", "--no-peers"))
+    emit("denoise-benchmark", report(result), args.write_readme)
     return 0
 
 
