@@ -215,6 +215,9 @@ class CorruptionConfig(Strict):
     clean_p: float = Field(0.0, ge=0, le=1, description=(
         "share of samples given no noise (blur and JPEG still apply): the identity on clean and lightly "
         "compressed photographs is then taught, not merely hoped for"))
+    gray_p: float = Field(0.0, ge=0, le=1, description=(
+        "share of samples made grey (three equal channels) before their noise, which is then grey too: a grey "
+        "dataset decoded as RGB carries the same noise in every channel, which colour-only training never shows"))
 
 
 class TrainConfig(Strict):

@@ -113,6 +113,26 @@ def test_clean_share_leaves_samples_without_noise_and_the_rest_as_before():
                    for s in seeds)
 
 
+def test_grey_images_get_grey_noise_and_gray_p_makes_a_share_of_samples_grey():
+    """A grey photograph decoded as RGB carries the same noise in every channel; a colour one independent noise."""
+    config = CorruptionConfig(sigma=(25, 25), jpeg_p=0, blur_p=0)
+    seed = tf.constant([7, 1], tf.int64)
+    grey = tf.repeat(_clean()[..., :1], 3, axis=-1)
+    noisy = corruption.corrupt(grey, seed, config).numpy()
+    assert not np.array_equal(noisy, corruption.quantize(grey).numpy())
+    np.testing.assert_array_equal(noisy[..., 0], noisy[..., 1])
+    np.testing.assert_array_equal(noisy[..., 0], noisy[..., 2])
+    colour = corruption.corrupt(_clean(), seed, config).numpy()
+    assert np.abs(colour[..., 0] - colour[..., 1]).mean() * 255 > 10
+    seeds = [tf.constant([9, i], tf.int64) for i in range(40)]
+    made = [corruption.to_gray(_clean(), s, 0.5).numpy() for s in seeds]
+    greyed = [np.array_equal(m[..., 0], m[..., 1]) and np.array_equal(m[..., 0], m[..., 2]) for m in made]
+    assert 10 <= sum(greyed) <= 30  # about half, drawn per sample
+    np.testing.assert_allclose(made[greyed.index(True)][..., 0], _clean().numpy().mean(axis=-1), atol=1e-6)
+    np.testing.assert_array_equal(made[greyed.index(False)], _clean().numpy())
+    assert all(np.array_equal(corruption.to_gray(_clean(), s, 0.0).numpy(), _clean().numpy()) for s in seeds[:5])
+
+
 def test_noise_level_follows_sigma():
     clean = tf.fill((128, 128, 3), 0.5)
     noisy = corruption.corrupt(clean, tf.constant([1, 2], tf.int64), CorruptionConfig(sigma=(25, 25), jpeg_p=0, blur_p=0))

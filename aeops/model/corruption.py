@@ -5,6 +5,10 @@ Per sample, in this order (the order a camera pipeline applies them): an optiona
 so one network is blind to the noise level), then optional JPEG re-compression of the noisy image,
 then quantisation to 8 bits, as every image the model will ever see arrives as uint8.
 
+A share ``gray_p`` of the samples is made grey first (:func:`to_gray`), and an image whose channels are
+equal gets the same noise in each: how a grey photograph decoded as RGB is noisy. Colour-only training never
+shows that, and a network that learnt to average independent channel noise leaves grey noise in.
+
 A share ``clean_p`` of the samples gets no noise at all: a uniform sigma in [0, 55] almost never draws the
 sigma-0 input a clean dataset is made of, and a model that never saw one smooths clean texture as if it
 were noise. With ``jpeg_p`` some of those become the lightly compressed photographs most clean images are.
@@ -21,6 +25,7 @@ from aeops.config import CorruptionConfig
 
 BLUR_RADIUS = 3  # a 7-tap kernel covers blur sigmas up to ~1.2 px without truncation artefacts
 CLEAN_STREAM = 7  # folded into a sample's seed for the clean_p draw
+GRAY_STREAM = 11  # folded into a sample's seed for the gray_p draw
 
 
 def corrupt(clean: tf.Tensor, seed: tf.Tensor, config: CorruptionConfig) -> tf.Tensor:
@@ -34,7 +39,10 @@ def corrupt(clean: tf.Tensor, seed: tf.Tensor, config: CorruptionConfig) -> tf.T
     if config.clean_p > 0:  # its own seed, folded in, so the other draws stay what they were without it
         sigma = tf.where(_chance(tf.random.experimental.stateless_fold_in(seed, CLEAN_STREAM), config.clean_p),
                          0.0, sigma)
-    image = image + sigma * tf.random.stateless_normal(tf.shape(image), seeds[3])
+    noise = tf.random.stateless_normal(tf.shape(image), seeds[3])
+    grey = tf.reduce_all(tf.equal(image, image[..., :1]))
+    noise = tf.where(grey, tf.broadcast_to(noise[..., :1], tf.shape(image)), noise)  # grey images, grey noise
+    image = image + sigma * noise
     image = tf.clip_by_value(image, 0.0, 1.0)
     if config.jpeg_p > 0:
         quality = tf.cast(tf.round(_uniform(seeds[4], config.jpeg_quality)), tf.int32)
@@ -42,6 +50,13 @@ def corrupt(clean: tf.Tensor, seed: tf.Tensor, config: CorruptionConfig) -> tf.T
             _chance(seeds[5], config.jpeg_p), lambda: tf.image.adjust_jpeg_quality(image, quality), lambda: image
         )
     return quantize(image)
+
+
+def to_gray(image: tf.Tensor, seed: tf.Tensor, p: float) -> tf.Tensor:
+    """With chance ``p`` (drawn from ``seed`` folded with its own stream), the image's mean over channels in
+    all three: a grey photograph as the codec decodes it."""
+    grey = tf.broadcast_to(tf.reduce_mean(image, axis=-1, keepdims=True), tf.shape(image))
+    return tf.where(_chance(tf.random.experimental.stateless_fold_in(seed, GRAY_STREAM), p), grey, image)
 
 
 def add_noise(clean: tf.Tensor, sigma: float, seed: tf.Tensor) -> tf.Tensor:

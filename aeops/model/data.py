@@ -29,7 +29,7 @@ from aeops import codec, preflight, schema, storage, tfrecord
 from aeops.config import TrainConfig
 from aeops.errors import DecodeError, RecordError, UsageError
 from aeops.model.architecture import estimate_noise
-from aeops.model.corruption import add_noise, corrupt, quantize
+from aeops.model.corruption import add_noise, corrupt, quantize, to_gray
 from aeops.model.split import split_fraction
 
 CACHE_BYTES = 256 << 20  # shards smaller than this are decoded once and kept in memory
@@ -182,6 +182,8 @@ def training_dataset(shards: Shards, config: TrainConfig) -> tf.data.Dataset:
         image = tf.image.stateless_random_flip_left_right(image, seed[2])
         image = tf.image.stateless_random_flip_up_down(image, seed[3])
         image = tf.gather(image, tf.argsort(tf.random.stateless_uniform([3], seed[4])), axis=-1)
+        if corruption.gray_p > 0:  # its own stream, so the other draws stay what they were without it
+            image = to_gray(image, seed[4], corruption.gray_p)
         clean = quantize(image)  # resizing leaves the 8-bit grid; the target must be a real uint8 image
         return with_noise_level(corrupt(clean, seed[5], corruption)), clean
 

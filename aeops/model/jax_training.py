@@ -69,11 +69,15 @@ def corrupted_pair(image: np.ndarray, config: TrainConfig, rng: np.random.Genera
     crop = cv2.resize(image[top : top + region, left : left + region], (size, size), interpolation=cv2.INTER_AREA)
     crop = crop[:: rng.choice([1, -1]), :: rng.choice([1, -1]), rng.permutation(3)]
     clean = crop.astype(np.float32) / 255.0
+    if corruption.gray_p and rng.random() < corruption.gray_p:
+        clean = np.repeat(clean.mean(axis=-1, keepdims=True), 3, axis=-1)
     noisy = clean
     if rng.random() < corruption.blur_p:
         noisy = cv2.GaussianBlur(noisy, (7, 7), rng.uniform(*corruption.blur_sigma), borderType=cv2.BORDER_REFLECT)
     sigma = 0.0 if rng.random() < corruption.clean_p else rng.uniform(*corruption.sigma)
-    noisy = np.clip(noisy + rng.normal(0, sigma / 255.0, noisy.shape), 0, 1)
+    grey = bool(np.all(noisy == noisy[..., :1]))
+    noise = rng.normal(0, sigma / 255.0, noisy.shape[:2] + (1,) if grey else noisy.shape)  # grey: the same in each
+    noisy = np.clip(noisy + noise, 0, 1)
     if rng.random() < corruption.jpeg_p:
         quality = int(round(rng.uniform(*corruption.jpeg_quality)))
         noisy = codec.decode(codec.encode(np.rint(noisy * 255).astype(np.uint8), "jpeg", quality=quality)) / 255.0
