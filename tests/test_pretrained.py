@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 from aeops import codec, schema
+from aeops.config import TrainConfig
+from aeops.config import load as load_config
 from aeops.evaluate import add_noise
 from aeops.metrics import psnr
 from aeops.model import PRETRAINED, load
@@ -15,6 +18,7 @@ from aeops.model.data import split_fraction
 from aeops.sample import data_dir
 
 MAX_BYTES = 8 << 20
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_model_is_small_and_described():
@@ -29,10 +33,13 @@ def test_shipped_model_is_small_and_described():
 
 
 def held_out_photograph() -> np.ndarray:
-    """coins.png: the one sample image in the shipped model's validation split, never trained on (grayscale)."""
+    """coins.png, never trained on (grayscale): the one sample image in the validation split of stage 1
+    (configs/pretrained.yaml, the embedded sample set), and stage 2 trained on other photographs."""
     data = (data_dir() / "coins.png").read_bytes()
-    config = json.loads((PRETRAINED / "aeops_model.json").read_text())["training"]["config"]
-    assert split_fraction(schema.image_key(data)) < config["validation_fraction"]
+    stage1 = load_config(TrainConfig, ROOT / "configs" / "pretrained.yaml")
+    assert stage1.data is None and split_fraction(schema.image_key(data)) < stage1.validation_fraction
+    stage2 = json.loads((PRETRAINED / "aeops_model.json").read_text())
+    assert stage2["training"]["continued_from"] and "training-data" in stage2["data"]["source"]
     return codec.decode(data)[60:188, 100:241]  # 128x141: an odd width
 
 
