@@ -234,6 +234,17 @@ def test_padded_and_real_pixels_are_counted_through_run_inference(mirror_model, 
     restored = [shape for i, shape in enumerate(shapes) if i != 1]
     assert counters["inference_real_pixels"] == sum(h * w for h, w in restored)
     assert counters["inference_padded_pixels"] == sum(np.prod(bucket_shape(shape, 32)) for shape in restored)
+    calls = {d.key.metric.name: d.committed for d in result.metrics().query(MetricsFilter())["distributions"]}
+    sizes = calls["inference_batch_size"]  # images per model call: every restored image in exactly one call
+    assert sizes.sum == len(restored) and 1 <= sizes.count <= len(restored) and sizes.max <= 4
+
+
+def test_the_handlers_default_pixel_budget_is_the_configs():
+    """A handler built without ``max_batch_pixels`` (a user's own pipeline) bounds its calls as the documented
+    ``inference.max_batch_pixels`` default does: one megapixel."""
+    from aeops.config import InferenceConfig
+
+    assert ImageRestorationHandler("model").max_batch_pixels == InferenceConfig().max_batch_pixels == 1 << 20
 
 
 def test_with_overlap_the_model_runs_a_batch_on_its_own_thread_while_the_next_one_comes(mirror_model):
