@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import threading
 from typing import NamedTuple
 
 import cv2
@@ -235,16 +236,34 @@ def _decode_float_tiff(data: bytes, tiff: _FloatTiff) -> np.ndarray:
     return _to_rgb(Image.frombytes(tiff.mode, (rgba.shape[1], rgba.shape[0]), rgba.tobytes()))
 
 
-@contextlib.contextmanager
-def _opencv_silenced():
+class _OpenCVSilence:
     """OpenCV prints libtiff's complaints about a damaged file to stderr; the caller raises a typed error instead.
-    The log level is process-wide: another thread's OpenCV messages in the meantime are not printed either."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    The log level is process-wide: another thread's OpenCV messages in the meantime are not printed either.
+    Threads decoding at once share one silence: the first block in saves the level, the last one out puts it
+    back (each block restoring what it found would leave OpenCV silent for good when two blocks overlap)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._blocks = 0
+        self._level = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if not self._blocks:
+                self._level = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            self._blocks += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocks -= 1
+                if not self._blocks:
+                    cv2.utils.logging.setLogLevel(self._level)
+
+
+_opencv_silenced = _OpenCVSilence()
 
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:

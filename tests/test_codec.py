@@ -381,3 +381,20 @@ def test_a_damaged_gif_or_png_stream_is_filed_under_truncated(fmt, words):
     data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
     with pytest.raises(TruncatedImageError, match=words):
         codec.decode(bytes(data))
+
+
+def test_overlapping_float_tiff_decodes_leave_opencvs_log_level_as_it_was():
+    """Two threads' silences overlapping (A in, B in, A out, B out): OpenCV is silent while either decodes
+    and speaks again after both, instead of keeping the level B found, A's silence."""
+    import cv2
+
+    from aeops.codec import _opencv_silenced
+
+    before = cv2.utils.logging.getLogLevel()
+    first, second = _opencv_silenced(), _opencv_silenced()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_SILENT  # the second still decodes
+    second.__exit__(None, None, None)
+    assert cv2.utils.logging.getLogLevel() == before != cv2.utils.logging.LOG_LEVEL_SILENT
