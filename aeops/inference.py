@@ -48,6 +48,9 @@ MAX_CALL_PIXELS = 1 << 20
 # Padded pixels :class:`GroupByBucketShape` may hold, in model calls' worth: beyond it the largest group
 # goes on unfilled, so the buffer stays bounded however many bucket shapes a bundle has.
 BUFFERED_CALLS = 8
+# GroupByBucketShape's group of the images the model will not restore: no pixels through the model, so a
+# batch of them is a full one.
+UNRESTORED = (0, 0)
 
 
 def bucket_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, int]:
@@ -362,9 +365,6 @@ class GroupByBucketShape(beam.DoFn):
         self._pixels -= len(group) * shape[0] * shape[1]
         return group
 
-
-# The group of images the model will not restore: no pixels through the model, a batch of them is a full one.
-UNRESTORED = (0, 0)
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
