@@ -204,6 +204,9 @@ class ModelConfig(Strict):
     depth: int = Field(3, ge=1, le=6, description="down-sampling levels")
     blocks: int = Field(2, ge=1, le=8, description="convolutions per level")
     residual: bool = Field(True, description="predict the noise and subtract it")
+    unshuffle: bool = Field(False, description=(
+        "FFDNet's layout: start at half resolution on 2x2 pixel blocks as channels, no full-resolution "
+        "convolutions (about 2/3 of the operations)"))
 
 
 class CorruptionConfig(Strict):
@@ -227,7 +230,7 @@ class TrainConfig(Strict):
     model_dir: str | None = Field(None, description="where checkpoints and the SavedModel go")
     model: ModelConfig = ModelConfig()
     corruption: CorruptionConfig = CorruptionConfig()
-    loss: Literal["mse", "l1", "ssim", "mse+ssim"] = "mse"
+    loss: Literal["mse", "l1", "ssim", "mse+ssim", "log-mse"] = "mse"
     batch_size: int = Field(16, ge=1, le=1024)
     crop_size: int = Field(96, ge=16, le=1024)
     steps_per_epoch: int = Field(200, ge=1)
@@ -239,7 +242,8 @@ class TrainConfig(Strict):
     max_minutes: float = Field(60.0, gt=0, description="stop cleanly and export after this long")
     init_from: str | None = Field(None, description=(
         "a model 'aeops train' exported (e.g. aeops/pretrained/denoiser): a model_dir without checkpoints starts "
-        "from its weights and continues its epochs, steps and minutes toward epochs and max_minutes"))
+        "from its weights and continues its epochs, steps and minutes toward epochs and max_minutes; a model of "
+        "another architecture is a warm start instead: the layers of the same name and shape copied, fresh counts"))
     mixed_precision: Literal["auto", "on", "off", "bfloat16"] = Field("auto", description=(
         "auto/on: float16 on a GPU; bfloat16: bfloat16 compute on any device (about 1.8x float32's speed on "
         "CPUs with AVX-512 BF16 or AMX); off: float32. Variables stay float32 and the export is float32"))

@@ -163,10 +163,10 @@ def model_gflops(metadata: dict[str, Any]) -> float | None:
     architecture = metadata.get("architecture", {})
     if architecture.get("builder") != "aeops.model.architecture.build_autoencoder":
         return None
+    from aeops.model import builder_arguments
     from aeops.model.architecture import build_autoencoder, flops_per_pixel
 
-    keys = ("width", "depth", "blocks", "residual")
-    return flops_per_pixel(build_autoencoder(**{k: architecture[k] for k in keys})) / 1e3  # 1e6 px / 1e9
+    return flops_per_pixel(build_autoencoder(**builder_arguments(metadata))) / 1e3  # 1e6 px / 1e9
 
 
 def tf_threads() -> list[int]:

@@ -13,14 +13,16 @@ from aeops import codec, schema, tfrecord
 from aeops.config import CorruptionConfig, TrainConfig, load
 from aeops.metrics import psnr, ssim
 from aeops.model import corruption, data, losses
-from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
+from aeops.model.architecture import (PixelShuffle, PixelUnshuffle, build_autoencoder, estimate_noise,
+                                      flops_per_pixel, multiple)
 from aeops.model.export import pad_to_multiple, tiled, to_uint8, to_unit
 from tests.images import gradient
 
 
 @pytest.mark.parametrize("depth", [1, 3])
-def test_builder_is_fully_convolutional(depth):
-    net = build_autoencoder(width=4, depth=depth, blocks=1)
+@pytest.mark.parametrize("unshuffle", [False, True])
+def test_builder_is_fully_convolutional(depth, unshuffle):
+    net = build_autoencoder(width=4, depth=depth, blocks=1, unshuffle=unshuffle)
     for h, w in [(multiple(depth), multiple(depth)), (8 * multiple(depth), 3 * multiple(depth))]:
         assert net([tf.zeros((2, h, w, 3)), tf.zeros((2, 1))]).shape == (2, h, w, 3)
 
@@ -30,6 +32,26 @@ def test_width_and_depth_change_the_size():
     assert build_autoencoder(width=8, depth=2, blocks=1).count_params() > small
     assert build_autoencoder(width=4, depth=3, blocks=1).count_params() > small
     assert build_autoencoder(width=4, depth=2, blocks=2).count_params() > small
+
+
+def test_pixel_unshuffle_puts_each_2x2_block_in_the_channels_and_shuffle_undoes_it():
+    x = tf.reshape(tf.range(2 * 4 * 6 * 3, dtype=tf.float32), (2, 4, 6, 3))
+    blocks = PixelUnshuffle()(x)
+    assert blocks.shape == (2, 2, 3, 12)
+    block = x[1, 2:4, 4:6].numpy()  # the 2x2 pixels under output pixel (1, 2) of image 1
+    np.testing.assert_array_equal(blocks[1, 1, 2].numpy(), block.reshape(-1))
+    np.testing.assert_array_equal(PixelShuffle()(blocks).numpy(), x.numpy())
+
+
+def test_unshuffle_drops_the_full_resolution_convolutions_and_keeps_every_other_layer():
+    full = build_autoencoder(width=8, depth=3, blocks=2)
+    half = build_autoencoder(width=8, depth=3, blocks=2, unshuffle=True)
+    shapes = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in full.layers if layer.weights}
+    kept = {layer.name for layer in half.layers
+            if layer.weights and shapes.get(layer.name) == [tuple(w.shape) for w in layer.weights]}
+    level_0 = {"stem", "head", "pool0", "unpool0", "down0_conv0", "down0_conv1", "up0_conv0", "up0_conv1"}
+    assert kept == set(shapes) - level_0 and len(kept) == 14
+    assert flops_per_pixel(half) < 0.8 * flops_per_pixel(full)  # 0.69 at the shipped width 32
 
 
 def test_residual_output_starts_near_the_input():
@@ -154,6 +176,18 @@ def test_losses_are_zero_for_a_perfect_restoration(name):
     clean = tf.random.stateless_uniform((2, 32, 32, 3), [0, 2])
     assert float(losses.get(name)(clean, clean)) == pytest.approx(0.0, abs=1e-5)
     assert float(losses.get(name)(clean, 1 - clean)) > 0.01
+
+
+def test_log_mse_gives_every_image_the_same_say_and_mse_does_not():
+    """Halving the error of a nearly clean image (40 dB) is worth about as much as halving that of a very noisy
+    one (14 dB); under MSE it is worth 1/400 as much."""
+    clean = tf.random.stateless_uniform((2, 16, 16, 3), [0, 3])
+    error = tf.random.stateless_normal((2, 16, 16, 3), [0, 4]) * tf.constant([0.01, 0.2])[:, None, None, None]
+    halved = [error * tf.constant(scale)[:, None, None, None] for scale in ([0.5, 1.0], [1.0, 0.5])]
+    gains = {name: [float(losses.get(name)(clean, clean + error) - losses.get(name)(clean, clean + e)) for e in halved]
+             for name in ("log-mse", "mse")}
+    assert gains["log-mse"][0] == pytest.approx(gains["log-mse"][1], rel=0.25)
+    assert gains["mse"][0] < 0.01 * gains["mse"][1]
 
 
 def test_split_hash_is_stable_and_not_pythons_hash():

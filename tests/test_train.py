@@ -20,6 +20,8 @@ import tensorflow as tf
 from aeops import cli
 from aeops.errors import ConfigError, UsageError
 from aeops.fingerprint import model_sha256
+from aeops.model import builder_arguments, load_metadata
+from aeops.model.architecture import build_autoencoder
 from pipelines import train
 from tests.model_fixtures import tiny_args
 
@@ -161,8 +163,26 @@ def test_a_continued_run_starts_from_the_committed_weights(tiny_model_dir, tmp_p
     assert saved_arrays(model_dir) == saved_arrays(committed)
 
 
-def test_init_from_must_be_an_export_of_the_same_architecture(tiny_model_dir, tmp_path):  # noqa: F811
-    with pytest.raises(ConfigError, match="its architecture is .*set model"):
+def test_init_from_another_architecture_copies_the_layers_it_shares_and_starts_fresh_counts(
+        tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    model_dir = tmp_path / "unshuffled"
+    assert train.run(tiny_args(model_dir, epochs=1, init_from=tiny_model_dir, **{"model.unshuffle": True})) == 0
+    out = capsys.readouterr().out
+    assert "warm start from" in out and "new: stem, head" in out
+    progress = json.loads((model_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["epochs_done"] == 1 and "continued_from" not in progress
+    # Nothing trained: the budget is spent before the first step, and the export is the warm start itself.
+    start = tmp_path / "start"
+    assert train.run(tiny_args(start, init_from=tiny_model_dir, max_minutes=1e-9, **{"model.unshuffle": True})) == 0
+    tiny = build_autoencoder(**builder_arguments(load_metadata(tiny_model_dir)))
+    tf.train.Checkpoint(network=tiny).read(os.path.join(tiny_model_dir, "variables", "variables")).expect_partial()
+    exported = saved_arrays(start)
+    assert {w.tobytes() for w in tiny.get_layer("bottom_conv0").get_weights()} <= exported
+    assert not {w.tobytes() for w in tiny.get_layer("down0_conv0").get_weights()} & exported  # level 0 is gone
+
+
+def test_init_from_must_share_a_layer(tiny_model_dir, tmp_path):  # noqa: F811
+    with pytest.raises(ConfigError, match="shares no layer .*set model"):
         train.run(tiny_args(tmp_path / "a", init_from=tiny_model_dir, **{"model.width": 16}))
     with pytest.raises(ConfigError, match="no saved_model.pb"):
         train.run(tiny_args(tmp_path / "b", init_from=tmp_path))

@@ -35,6 +35,14 @@ def load_metadata(model_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(tf.io.gfile.GFile(path).read()) if tf.io.gfile.exists(path) else {}
 
 
+def builder_arguments(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The builder arguments an ``aeops_model.json`` records, with the defaults of those its export predates."""
+    from aeops.config import ModelConfig
+
+    recorded = metadata.get("architecture", {})
+    return {key: recorded.get(key, default) for key, default in ModelConfig().model_dump().items()}
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether this machine's CPU computes bfloat16 natively (Linux's ``/proc/cpuinfo`` flags)."""
     try:

@@ -77,7 +77,9 @@ def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir:
     backup = keras.callbacks.BackupAndRestore(checkpoints, double_checkpoint=True, delete_checkpoint=False)
     continued = progress.fresh and config.init_from is not None
     if continued:
-        progress.continue_from(initialise(network, config), config.init_from)
+        metadata = initialise(network, config)
+        if metadata is not None:
+            progress.continue_from(metadata, config.init_from)
     if progress.remaining_s() <= 0:
         # The budget was spent by earlier runs: nothing to train, restore the weights and (re-)export.
         if not continued:
@@ -96,27 +98,54 @@ def fit(network: keras.Model, train, validation, config: TrainConfig, model_dir:
     return progress.state | {"stopped": progress.why_stopped()}
 
 
-def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any]:
-    """Load the weights of the exported model ``config.init_from`` into ``network``; returns its metadata.
+def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any] | None:
+    """Load the weights of the exported model ``config.init_from`` into ``network``.
 
+    Same architecture: every weight, and the export's metadata is returned, so training continues its
+    counts. Another architecture (e.g. ``unshuffle`` after a full-resolution network): a warm start, the
+    layers of the same name and weight shapes copied, the rest left as initialised, fresh counts (``None``).
     The SavedModel's variables are a TensorFlow checkpoint of the exported module, whose ``network`` is a
-    network of the same builder: object-based restore matches them by place, and every variable must match.
+    network of the builder: object-based restore matches them by place.
     """
-    from aeops.model import load_metadata
+    from aeops.model import builder_arguments, load_metadata
 
     if not tf.io.gfile.exists(os.path.join(config.init_from, "saved_model.pb")):
         raise ConfigError(f"init_from {config.init_from!r}: no saved_model.pb there; "
                           "name a model 'aeops train' exported")
     metadata = load_metadata(config.init_from)
-    architecture = {k: metadata.get("architecture", {}).get(k) for k in config.model.model_dump()}
-    if architecture != config.model.model_dump():
-        raise ConfigError(f"init_from {config.init_from!r}: its architecture is {architecture}, the config's "
-                          f"model is {config.model.model_dump()}; set model.* to match it")
-    exported = build_autoencoder(**config.model.model_dump())  # uncompiled: no optimizer to match
+    ours = config.model.model_dump()
+    theirs = builder_arguments(metadata)
+    exported = build_autoencoder(**theirs)  # uncompiled: no optimizer to match
     prefix = os.path.join(config.init_from, "variables", "variables")
     tf.train.Checkpoint(network=exported).read(prefix).assert_existing_objects_matched()
-    network.set_weights(exported.get_weights())
-    return metadata
+    if theirs == ours:
+        network.set_weights(exported.get_weights())
+        return metadata
+    copied, fresh = copy_matching_layers(exported, network)
+    if not copied:
+        raise ConfigError(f"init_from {config.init_from!r}: its architecture {theirs} shares no layer with the "
+                          f"config's model {ours}; set model.* to match it")
+    print(f"train: warm start from {config.init_from}: {len(copied)} layers copied, new: {', '.join(fresh)}",
+          flush=True)
+    return None
+
+
+def copy_matching_layers(source: keras.Model, target: keras.Model) -> tuple[list[str], list[str]]:
+    """Copy into ``target`` the weights of every layer of ``source`` with the same name and weight shapes;
+    returns (copied, left as initialised), names of layers that have weights."""
+    theirs = {layer.name: layer for layer in source.layers}
+    copied, fresh = [], []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        match = theirs.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if match is not None and [tuple(w.shape) for w in match.weights] == shapes:
+            layer.set_weights(match.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    return copied, fresh
 
 
 class Progress(keras.callbacks.Callback):
