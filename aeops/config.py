@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from aeops.errors import ConfigError
 
+Precision = Literal["float32", "bfloat16"]  # how the model's convolutions run (aeops.model.load)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -135,7 +137,7 @@ class InferenceConfig(Strict):
     model_copies: int | None = Field(
         None, ge=1, le=64, description="models per worker machine, shared across its processes (1 on a GPU)"
     )
-    precision: Literal["float32", "bfloat16"] = Field(
+    precision: Precision = Field(
         "float32", description="bfloat16: the model's convolutions through oneDNN's bfloat16 rewrite, about 2x "
         "on CPUs with AVX-512 BF16 or AMX (slower on CPUs without); outputs differ from float32 by a grey level"
     )

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
+from aeops.config import Precision
 from aeops.errors import UsageError
 
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = get_args(Precision)
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "denoiser"
 METADATA = "aeops_model.json"
 # SavedModels read by this process (``load`` calls that reached the disk): a job loads its model once per
