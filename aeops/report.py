@@ -31,6 +31,7 @@ CAPTION = 36  # two caption lines under each tile
 HEADER = 44  # the run's summary line and the column titles
 COLUMNS = ("source", "augmented", "reconstructed")
 FONT_SIZE = 13
+GATE_RED = (180, 35, 24)  # the contact sheet's title when a publish gate failed: the HTML banner's colour
 LONG_INPUTS = 8  # more input files than this and the list starts collapsed
 INPUT_COLOUR, OUTPUT_COLOUR = "#2f6fdb", "#8e4fd1"  # the input's and the output's bars in every dataset chart
 
@@ -256,12 +257,19 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _gate_banner(gate) -> str:
-    """A run that failed a publish gate says so before anything else, in the words the command printed."""
+def _gate_failure(gate) -> str | None:
+    """Why a run failed a publish gate, in the words the command printed; ``None`` when it did not fail one."""
     if not isinstance(gate, dict) or gate.get("passed") is not False:
+        return None
+    return gate.get("reason") or "a publish gate failed"
+
+
+def _gate_banner(gate) -> str:
+    """A run that failed a publish gate says so before anything else."""
+    if (failed := _gate_failure(gate)) is None:
         return ""
     return (
-        f'<div class="gate" role="alert">not published: {_e(gate.get("reason") or "a publish gate failed")}'
+        f'<div class="gate" role="alert">not published: {_e(failed)}'
         "<p>LATEST does not name this version: readers never see it. Its files are kept for you to inspect; "
         "the next run of the same fingerprint writes it again.</p></div>"
     )
@@ -547,7 +555,10 @@ def contact_sheet(manifest: dict, samples: list[Sample]) -> np.ndarray:
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=FONT_SIZE)
-    draw.text((GAP, 6), _fit(draw, _sheet_title(manifest), font, width - 2 * GAP), fill=(20, 20, 20), font=font)
+    title, colour = _sheet_title(manifest), (20, 20, 20)
+    if failed := _gate_failure(manifest.get("gate")):
+        title, colour = f"NOT PUBLISHED: {failed}    {title}", GATE_RED
+    draw.text((GAP, 6), _fit(draw, title, font, width - 2 * GAP), fill=colour, font=font)
     for column, name in enumerate(COLUMNS):
         draw.text((GAP + column * (TILE + GAP), HEADER - 20), name.upper(), fill=(90, 100, 115), font=font)
     if not samples:

@@ -163,6 +163,15 @@ def test_a_failed_publish_gate_is_a_banner_above_everything():
     assert "<img src=x" not in hostile and "not published: decode/&lt;img src=x" in hostile
 
 
+def test_the_contact_sheet_title_says_not_published_in_red_when_a_gate_failed():
+    def reds(manifest):
+        header = report.contact_sheet(manifest, [])[:HEADER - 22].astype(int)
+        return ((header[..., 0] > 150) & (header[..., 1] < 90) & (header[..., 2] < 90)).sum()
+
+    assert reds(_manifest(gate=FAILED_GATE)) > 100
+    assert reds(_manifest(gate={"passed": True, "reason": None})) == reds(_manifest()) == 0
+
+
 def test_a_passed_publish_gate_is_one_quiet_line():
     page = report.render_html(_manifest(gate={"passed": True, "reason": None, "dead_fraction": 4 / 68,
                                               "max_dead_fraction": 0.5}), [])
