@@ -178,18 +178,6 @@ def test_losses_are_zero_for_a_perfect_restoration(name):
     assert float(losses.get(name)(clean, 1 - clean)) > 0.01
 
 
-def test_log_mse_gives_every_image_the_same_say_and_mse_does_not():
-    """Halving the error of a nearly clean image (40 dB) is worth about as much as halving that of a very noisy
-    one (14 dB); under MSE it is worth 1/400 as much."""
-    clean = tf.random.stateless_uniform((2, 16, 16, 3), [0, 3])
-    error = tf.random.stateless_normal((2, 16, 16, 3), [0, 4]) * tf.constant([0.01, 0.2])[:, None, None, None]
-    halved = [error * tf.constant(scale)[:, None, None, None] for scale in ([0.5, 1.0], [1.0, 0.5])]
-    gains = {name: [float(losses.get(name)(clean, clean + error) - losses.get(name)(clean, clean + e)) for e in halved]
-             for name in ("log-mse", "mse")}
-    assert gains["log-mse"][0] == pytest.approx(gains["log-mse"][1], rel=0.25)
-    assert gains["mse"][0] < 0.01 * gains["mse"][1]
-
-
 def test_split_hash_is_stable_and_not_pythons_hash():
     assert data.split_fraction(b"astronaut") == data.split_fraction(b"astronaut")
     assert data.split_fraction(b"abc") == int("ba7816bf8f01cfea", 16) / 2**64  # the first 8 bytes of sha256("abc")

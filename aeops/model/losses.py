@@ -1,4 +1,4 @@
-"""Training losses on float images in [0, 1]: the seed's MSE, log-MSE, and L1 / SSIM options.
+"""Training losses on float images in [0, 1]: the seed's MSE, and L1 / SSIM options.
 
 Computed in float32 even under mixed precision: squared errors of 8-bit-scale residuals underflow in
 float16.
@@ -28,23 +28,7 @@ def mse_ssim(clean, restored):
     return mse(clean, restored) + 0.01 * ssim(clean, restored)
 
 
-LOG_MSE_FLOOR = 1e-5  # 50 dB: past it an image is as good as untouched, and its weight stops growing
-
-
-def log_mse(clean, restored):
-    """The mean over images of each image's log MSE: minus the mean PSNR (up to a constant factor), the
-    figure the targets are stated in.
-
-    A batch MSE is ruled by its noisiest images (an error at sigma 50 outweighs one on a clean image a
-    thousandfold), so the clean and lightly compressed samples that teach "leave it alone" barely count;
-    the log gives every image the same say, in decibels. ``LOG_MSE_FLOOR`` bounds the weight of an image
-    restored to better than 50 dB, and is subtracted too (``log1p``), so that a perfect restoration scores 0.
-    """
-    errors = tf.square(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32))
-    return tf.reduce_mean(tf.math.log1p(tf.reduce_mean(errors, axis=[1, 2, 3]) / LOG_MSE_FLOOR))
-
-
-LOSSES = {"mse": mse, "l1": l1, "ssim": ssim, "mse+ssim": mse_ssim, "log-mse": log_mse}
+LOSSES = {"mse": mse, "l1": l1, "ssim": ssim, "mse+ssim": mse_ssim}
 
 
 def get(name: str):
