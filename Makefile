@@ -59,27 +59,28 @@ training-data: $(STAMP)
 
 # The shipped model, in three stages: configs/pretrained.yaml trains on the embedded sample set (180 min of CPU),
 # configs/pretrained-photos.yaml continues those weights on the photographs of `make training-data` (to 290 min
-# in all), and configs/pretrained-unshuffle.yaml warm-starts the faster half-resolution network from them (110
-# min). Each stage resumes from its build/*/checkpoints. Nothing under build/ survives a new machine, so stages 2
-# and 3 start from their committed checkpoints (checkpoints/*) when they have none of their own (a spent budget
-# then just exports it again); COMMITTED_CHECKPOINTS= and rm -rf build/pretrained* start from scratch.
+# in all), and configs/pretrained-fast.yaml warm-starts the faster network (one full-resolution convolution per
+# side instead of two) from them (85 min). Each stage resumes from its build/*/checkpoints. Nothing under build/
+# survives a new machine, so stages 2 and 3 start from their committed checkpoints (checkpoints/*) when they have
+# none of their own (a spent budget then just exports it again); COMMITTED_CHECKPOINTS= and rm -rf
+# build/pretrained* start from scratch.
 PRETRAINED_WORK ?= build/pretrained
 PHOTOS_WORK ?= build/pretrained-photos
-UNSHUFFLE_WORK ?= build/pretrained-unshuffle
+FAST_WORK ?= build/pretrained-fast
 COMMITTED_CHECKPOINTS ?= checkpoints
 PRETRAINED_DIR := aeops/pretrained/denoiser
 pretrained: training-data
-	for stage in $(PHOTOS_WORK) $(UNSHUFFLE_WORK); do \
+	for stage in $(PHOTOS_WORK) $(FAST_WORK); do \
 		committed="$(COMMITTED_CHECKPOINTS)/$$(basename $$stage)"; \
 		if [ ! -d $$stage/checkpoints ] && [ -n "$(COMMITTED_CHECKPOINTS)" ] && [ -d "$$committed" ]; then \
 			mkdir -p $$stage && cp -r "$$committed" $$stage/checkpoints; fi; done
 	if [ ! -d $(PHOTOS_WORK)/checkpoints ]; then \
 		$(PY) -m aeops train --config configs/pretrained.yaml --model-dir $(PRETRAINED_WORK); fi
 	$(PY) -m aeops train --config configs/pretrained-photos.yaml --model-dir $(PHOTOS_WORK)
-	$(PY) -m aeops train --config configs/pretrained-unshuffle.yaml --model-dir $(UNSHUFFLE_WORK)
+	$(PY) -m aeops train --config configs/pretrained-fast.yaml --model-dir $(FAST_WORK)
 	rm -rf $(PRETRAINED_DIR) && mkdir -p $(PRETRAINED_DIR)
-	cp -r $(UNSHUFFLE_WORK)/saved_model.pb $(UNSHUFFLE_WORK)/fingerprint.pb $(UNSHUFFLE_WORK)/variables \
-		$(UNSHUFFLE_WORK)/aeops_model.json $(PRETRAINED_DIR)/
+	cp -r $(FAST_WORK)/saved_model.pb $(FAST_WORK)/fingerprint.pb $(FAST_WORK)/variables \
+		$(FAST_WORK)/aeops_model.json $(PRETRAINED_DIR)/
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

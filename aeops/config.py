@@ -206,9 +206,9 @@ class ModelConfig(Strict):
     depth: int = Field(3, ge=1, le=6, description="down-sampling levels")
     blocks: int = Field(2, ge=1, le=8, description="convolutions per level")
     residual: bool = Field(True, description="predict the noise and subtract it")
-    unshuffle: bool = Field(False, description=(
-        "FFDNet's layout: start at half resolution on 2x2 pixel blocks as channels, no full-resolution "
-        "convolutions (about 2/3 of the operations)"))
+    full_resolution_blocks: int | None = Field(None, ge=0, le=8, description=(
+        "convolutions per side at full resolution, where each costs as much as all of a deeper level's; "
+        "null = blocks"))
 
 
 class CorruptionConfig(Strict):

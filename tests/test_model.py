@@ -13,16 +13,15 @@ from aeops import codec, schema, tfrecord
 from aeops.config import CorruptionConfig, TrainConfig, load
 from aeops.metrics import psnr, ssim
 from aeops.model import corruption, data, losses
-from aeops.model.architecture import (PixelShuffle, PixelUnshuffle, build_autoencoder, estimate_noise,
-                                      flops_per_pixel, multiple)
+from aeops.model.architecture import build_autoencoder, estimate_noise, flops_per_pixel, multiple
 from aeops.model.export import pad_to_multiple, tiled, to_uint8, to_unit
 from tests.images import gradient
 
 
 @pytest.mark.parametrize("depth", [1, 3])
-@pytest.mark.parametrize("unshuffle", [False, True])
-def test_builder_is_fully_convolutional(depth, unshuffle):
-    net = build_autoencoder(width=4, depth=depth, blocks=1, unshuffle=unshuffle)
+@pytest.mark.parametrize("full_resolution_blocks", [None, 0])
+def test_builder_is_fully_convolutional(depth, full_resolution_blocks):
+    net = build_autoencoder(width=4, depth=depth, blocks=1, full_resolution_blocks=full_resolution_blocks)
     for h, w in [(multiple(depth), multiple(depth)), (8 * multiple(depth), 3 * multiple(depth))]:
         assert net([tf.zeros((2, h, w, 3)), tf.zeros((2, 1))]).shape == (2, h, w, 3)
 
@@ -34,26 +33,12 @@ def test_width_and_depth_change_the_size():
     assert build_autoencoder(width=4, depth=2, blocks=2).count_params() > small
 
 
-def test_pixel_unshuffle_puts_each_2x2_block_in_the_channels_and_shuffle_undoes_it():
-    x = tf.reshape(tf.range(2 * 4 * 6 * 3, dtype=tf.float32), (2, 4, 6, 3))
-    blocks = PixelUnshuffle()(x)
-    assert blocks.shape == (2, 2, 3, 12)
-    block = x[1, 2:4, 4:6].numpy()  # the 2x2 pixels under output pixel (1, 2) of image 1
-    np.testing.assert_array_equal(blocks[1, 1, 2].numpy(), block.reshape(-1))
-    np.testing.assert_array_equal(PixelShuffle()(blocks).numpy(), x.numpy())
-
-
-def test_unshuffle_drops_the_full_resolution_convolutions_and_keeps_every_other_layer():
+def test_full_resolution_blocks_set_level_0_apart_and_each_one_less_saves_a_full_resolution_convolution():
     full = build_autoencoder(width=8, depth=3, blocks=2)
-    half = build_autoencoder(width=8, depth=3, blocks=2, unshuffle=True)
-    shapes = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in full.layers if layer.weights}
-    kept = {layer.name for layer in half.layers
-            if layer.weights and shapes.get(layer.name) == [tuple(w.shape) for w in layer.weights]}
-    level_0 = {"stem", "head", "pool0", "unpool0", "down0_conv0", "down0_conv1", "up0_conv0", "up0_conv1"}
-    assert kept == set(shapes) - level_0 and len(kept) == 14
-    assert flops_per_pixel(half) < 0.8 * flops_per_pixel(full)  # 0.69 at the shipped width 32
-
-
+    fast = build_autoencoder(width=8, depth=3, blocks=2, full_resolution_blocks=1)
+    names = {layer.name for layer in full.layers if layer.weights}
+    assert names - {layer.name for layer in fast.layers if layer.weights} == {"down0_conv1", "up0_conv1"}
+    assert flops_per_pixel(full) - flops_per_pixel(fast) == pytest.approx(2 * 2 * 9 * 8 * 8 + 2 * 8, rel=0.01)  # two 8->8 3x3 convolutions, their biases
 def test_residual_output_starts_near_the_input():
     net = build_autoencoder(width=4, depth=2, blocks=1, residual=True)
     net.get_layer("head").set_weights([np.zeros_like(w) for w in net.get_layer("head").get_weights()])

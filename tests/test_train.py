@@ -165,20 +165,21 @@ def test_a_continued_run_starts_from_the_committed_weights(tiny_model_dir, tmp_p
 
 def test_init_from_another_architecture_copies_the_layers_it_shares_and_starts_fresh_counts(
         tiny_model_dir, tmp_path, capsys):  # noqa: F811
-    model_dir = tmp_path / "unshuffled"
-    assert train.run(tiny_args(model_dir, epochs=1, init_from=tiny_model_dir, **{"model.unshuffle": True})) == 0
+    deeper = {"model.full_resolution_blocks": 2}  # the tiny model has one convolution per side at full resolution
+    model_dir = tmp_path / "deeper"
+    assert train.run(tiny_args(model_dir, epochs=1, init_from=tiny_model_dir, **deeper)) == 0
     out = capsys.readouterr().out
-    assert "warm start from" in out and "new: stem, head" in out
+    assert "warm start from" in out and "new: down0_conv1, up0_conv1" in out
     progress = json.loads((model_dir / "checkpoints" / "progress.json").read_text())
     assert progress["epochs_done"] == 1 and "continued_from" not in progress
     # Nothing trained: the budget is spent before the first step, and the export is the warm start itself.
     start = tmp_path / "start"
-    assert train.run(tiny_args(start, init_from=tiny_model_dir, max_minutes=1e-9, **{"model.unshuffle": True})) == 0
+    assert train.run(tiny_args(start, init_from=tiny_model_dir, max_minutes=1e-9, **deeper)) == 0
     tiny = build_autoencoder(**builder_arguments(load_metadata(tiny_model_dir)))
     tf.train.Checkpoint(network=tiny).read(os.path.join(tiny_model_dir, "variables", "variables")).expect_partial()
     exported = saved_arrays(start)
-    assert {w.tobytes() for w in tiny.get_layer("bottom_conv0").get_weights()} <= exported
-    assert not {w.tobytes() for w in tiny.get_layer("down0_conv0").get_weights()} & exported  # level 0 is gone
+    for name in ("stem", "down0_conv0", "bottom_conv0", "up0_conv0", "head"):
+        assert {w.tobytes() for w in tiny.get_layer(name).get_weights()} <= exported, name
 
 
 def test_init_from_must_share_a_layer(tiny_model_dir, tmp_path):  # noqa: F811

@@ -58,26 +58,8 @@ class NoisePlane(layers.Layer):
         return ops.concatenate([images, ops.cast(plane, images.dtype)], axis=-1)
 
 
-class PixelUnshuffle(layers.Layer):
-    """``(b, h, w, c)`` -> ``(b, h/2, w/2, 4c)``: each 2x2 block of pixels becomes one pixel of 4x the channels."""
-
-    def call(self, x):
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1] // 2, 2, shape[2] // 2, 2, shape[3]))
-        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (shape[0], shape[1] // 2, shape[2] // 2, 4 * shape[3]))
-
-
-class PixelShuffle(layers.Layer):
-    """The inverse of :class:`PixelUnshuffle`: ``(b, h, w, 4c)`` -> ``(b, 2h, 2w, c)``."""
-
-    def call(self, x):
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1], shape[2], 2, 2, shape[3] // 4))
-        return ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (shape[0], 2 * shape[1], 2 * shape[2], shape[3] // 4))
-
-
 def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual: bool = True,
-                      unshuffle: bool = False) -> keras.Model:
+                      full_resolution_blocks: int | None = None) -> keras.Model:
     """``[images, noise]`` -> restored images: float RGB in [0, 1] ``(b, h, w, 3)`` and the noise std
     ``(b, 1)`` on the same scale (:func:`estimate_noise` of the whole image) -> float RGB, same shape.
 
@@ -86,35 +68,29 @@ def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual
     (strided convolutions down, transposed convolutions up, skip connections by addition, cheaper than
     concatenation at equal quality for a denoiser); ``blocks`` 3x3 convolutions per level.
 
-    ``unshuffle`` is FFDNet's layout: the image's 2x2 pixel blocks become channels (:class:`PixelUnshuffle`),
-    the first halving, and the head's 12 channels go back to pixels. Level 0, the full-resolution
-    convolutions that cost a third of the network's operations, is gone; the other levels keep their names
-    and shapes, so weights carry over from the full-resolution network (``init_from``).
+    ``full_resolution_blocks`` (default ``blocks``) sets level 0's apart: each of its convolutions costs as
+    much as all of a deeper level's, since every halving quarters the pixels while the channels double.
     """
     images = keras.Input(shape=(None, None, 3), name="images")
     noise = keras.Input(shape=(1,), name="noise")
     x = NoisePlane(name="noise_plane")(images, noise)
-    first = int(unshuffle)
-    if unshuffle:
-        x = PixelUnshuffle(name="unshuffle")(x)
-    x = layers.Conv2D(_channels(width, first), 3, padding="same", activation="relu", name="stem")(x)
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="stem")(x)
+    per_level = [blocks if level or full_resolution_blocks is None else full_resolution_blocks for level in range(depth)]
     skips = []
-    for level in range(first, depth):
-        x = _convs(x, _channels(width, level), blocks, f"down{level}")
+    for level in range(depth):
+        x = _convs(x, _channels(width, level), per_level[level], f"down{level}")
         skips.append(x)
         x = layers.Conv2D(_channels(width, level + 1), 2, strides=2, activation="relu", name=f"pool{level}")(x)
     x = _convs(x, _channels(width, depth), blocks, "bottom")
-    for level in reversed(range(first, depth)):
+    for level in reversed(range(depth)):
         x = layers.Conv2DTranspose(_channels(width, level), 2, strides=2, activation="relu", name=f"unpool{level}")(x)
-        x = layers.Add(name=f"skip{level}")([x, skips[level - first]])
-        x = _convs(x, _channels(width, level), blocks, f"up{level}")
-    x = layers.Conv2D(3 * 4**first, 3, padding="same", name="head", dtype="float32")(x)
-    if unshuffle:
-        x = PixelShuffle(name="shuffle", dtype="float32")(x)
+        x = layers.Add(name=f"skip{level}")([x, skips[level]])
+        x = _convs(x, _channels(width, level), per_level[level], f"up{level}")
+    x = layers.Conv2D(3, 3, padding="same", name="head", dtype="float32")(x)
     if residual:
         x = layers.Subtract(name="residual", dtype="float32")([images, x])
-    suffix = ("_res" if residual else "") + ("_unshuffle" if unshuffle else "")
-    return keras.Model([images, noise], x, name=f"unet_w{width}_d{depth}_b{blocks}{suffix}")
+    full = "" if full_resolution_blocks is None else f"_f{full_resolution_blocks}"
+    return keras.Model([images, noise], x, name=f"unet_w{width}_d{depth}_b{blocks}{full}{'_res' if residual else ''}")
 
 
 def _channels(width: int, level: int) -> int:

@@ -102,7 +102,7 @@ def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any] | No
     """Load the weights of the exported model ``config.init_from`` into ``network``.
 
     Same architecture: every weight, and the export's metadata is returned, so training continues its
-    counts. Another architecture (e.g. ``unshuffle`` after a full-resolution network): a warm start, the
+    counts. Another architecture (e.g. fewer ``full_resolution_blocks``): a warm start, the
     layers of the same name and weight shapes copied, the rest left as initialised, fresh counts (``None``).
     The SavedModel's variables are a TensorFlow checkpoint of the exported module, whose ``network`` is a
     network of the builder: object-based restore matches them by place.
@@ -125,8 +125,8 @@ def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any] | No
     if not copied:
         raise ConfigError(f"init_from {config.init_from!r}: its architecture {theirs} shares no layer with the "
                           f"config's model {ours}; set model.* to match it")
-    print(f"train: warm start from {config.init_from}: {len(copied)} layers copied, new: {', '.join(fresh)}",
-          flush=True)
+    print(f"train: warm start from {config.init_from}: {len(copied)} layers copied, "
+          f"new: {', '.join(fresh) or 'none'}", flush=True)
     return None
 
 
