@@ -182,6 +182,14 @@ def test_init_from_another_architecture_copies_the_layers_it_shares_and_starts_f
         assert {w.tobytes() for w in tiny.get_layer(name).get_weights()} <= exported, name
 
 
+def test_full_resolution_blocks_spelled_out_as_blocks_is_the_same_network_and_continues(
+        tiny_model_dir, tmp_path, capsys):  # noqa: F811
+    committed = committed_copy(tiny_model_dir, tmp_path / "committed")
+    spelled_out = {"model.full_resolution_blocks": 1}  # the tiny model has blocks 1
+    assert train.run(tiny_args(tmp_path / "m", epochs=3, init_from=committed, **spelled_out)) == 0
+    assert f"continuing {committed} after epoch 2" in capsys.readouterr().out
+
+
 def test_init_from_must_share_a_layer(tiny_model_dir, tmp_path):  # noqa: F811
     with pytest.raises(ConfigError, match="shares no layer .*set model"):
         train.run(tiny_args(tmp_path / "a", init_from=tiny_model_dir, **{"model.width": 16}))

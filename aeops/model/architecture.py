@@ -75,7 +75,9 @@ def build_autoencoder(width: int = 32, depth: int = 3, blocks: int = 2, residual
     noise = keras.Input(shape=(1,), name="noise")
     x = NoisePlane(name="noise_plane")(images, noise)
     x = layers.Conv2D(width, 3, padding="same", activation="relu", name="stem")(x)
-    per_level = [blocks if level or full_resolution_blocks is None else full_resolution_blocks for level in range(depth)]
+    per_level = [blocks] * depth
+    if full_resolution_blocks is not None:
+        per_level[0] = full_resolution_blocks
     skips = []
     for level in range(depth):
         x = _convs(x, _channels(width, level), per_level[level], f"down{level}")

@@ -118,7 +118,7 @@ def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any] | No
     exported = build_autoencoder(**theirs)  # uncompiled: no optimizer to match
     prefix = os.path.join(config.init_from, "variables", "variables")
     tf.train.Checkpoint(network=exported).read(prefix).assert_existing_objects_matched()
-    if theirs == ours:
+    if same_network(theirs, ours):
         network.set_weights(exported.get_weights())
         return metadata
     copied, fresh = copy_matching_layers(exported, network)
@@ -128,6 +128,15 @@ def initialise(network: keras.Model, config: TrainConfig) -> dict[str, Any] | No
     print(f"train: warm start from {config.init_from}: {len(copied)} layers copied, "
           f"new: {', '.join(fresh) or 'none'}", flush=True)
     return None
+
+
+def same_network(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two sets of builder arguments build the same network (``full_resolution_blocks`` null = ``blocks``)."""
+    def spelled_out(arguments):
+        full = arguments.get("full_resolution_blocks")
+        return arguments | {"full_resolution_blocks": arguments["blocks"] if full is None else full}
+
+    return spelled_out(a) == spelled_out(b)
 
 
 def copy_matching_layers(source: keras.Model, target: keras.Model) -> tuple[list[str], list[str]]:
