@@ -366,7 +366,6 @@ class GroupByBucketShape(beam.DoFn):
         return group
 
 
-
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Mirror-pad at the bottom and right to ``(height, width)`` (in rounds: a mirror adds at most its size)."""
     while image.shape[0] < height or image.shape[1] < width:

@@ -40,6 +40,8 @@ def test_full_resolution_blocks_set_level_0_apart_and_each_one_less_saves_a_full
     assert names - {layer.name for layer in fast.layers if layer.weights} == {"down0_conv1", "up0_conv1"}
     two_convolutions = 2 * (2 * 9 * 8 * 8 + 8)  # two 8->8 3x3 convolutions: multiply-adds and biases
     assert flops_per_pixel(full) - flops_per_pixel(fast) == pytest.approx(two_convolutions, rel=0.01)
+
+
 def test_residual_output_starts_near_the_input():
     net = build_autoencoder(width=4, depth=2, blocks=1, residual=True)
     net.get_layer("head").set_weights([np.zeros_like(w) for w in net.get_layer("head").get_weights()])
