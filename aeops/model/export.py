@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from aeops.fingerprint import model_sha256
-from aeops.model import METADATA
+from aeops.model import METADATA, gate
 from aeops.model.architecture import build_autoencoder, estimate_noise, multiple
 
 FORMAT = "aeops-denoiser/1"
@@ -117,9 +117,10 @@ class Denoiser(tf.Module):
         return self._restore(images, sigma[:, None] / 255.0)
 
     def _restore(self, images, noise):
+        """The network's restoration, of which each image gets the share :mod:`aeops.model.gate` reads."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        restored = restore(self.network, pad_to_multiple(images, self.m), noise)
-        return {"reconstruction": restored[:, :height, :width, :]}
+        restored = restore(self.network, pad_to_multiple(images, self.m), noise)[:, :height, :width, :]
+        return {"reconstruction": gate.blend(images, restored, gate.weight(to_unit(images), noise))}
 
 
 def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
@@ -146,6 +147,7 @@ def export(network: keras.Model, architecture: dict[str, Any], model_dir: str, m
         "signature": {"name": "serving_default", "input": "images", "output": "reconstruction",
                       "dtype": "uint8", "min_side": MIN_SIDE, "max_side": MAX_SIDE,
                       "also": {KNOWN_NOISE: "images uint8 + sigma float32 [batch], 0-255 scale"}},
+        "gate": gate.describe(),
         "architecture": {"builder": "aeops.model.architecture.build_autoencoder", **architecture,
                          "multiple": multiple(architecture["depth"]), "parameters": int(network.count_params())},
         **metadata,

@@ -1,0 +1,56 @@
+"""The export's do-no-harm gate (aeops.model.gate): what it reads, and a served model leaving a clean photograph alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from aeops import codec
+from aeops.evaluate import add_noise
+from aeops.model import gate
+from aeops.sample import data_dir
+
+PHOTO = codec.decode((data_dir() / "chelsea.png").read_bytes())[:128, :128]  # 128x128 of a clean PNG photograph
+
+
+def unit(*images: np.ndarray) -> tf.Tensor:
+    return tf.constant(np.stack(images), tf.float32) / 255.0
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    return codec.decode(codec.encode(image, "jpeg", quality=quality))
+
+
+def test_blockiness_reads_jpeg_seams_wherever_the_grid_lies():
+    q20 = jpeg(PHOTO, 20)
+    clean, compressed, moved = (float(gate.blockiness(unit(x))[0]) for x in (PHOTO, q20, q20[3:, 5:]))
+    assert clean < 1.2 and compressed > 1.6 and moved > 1.6  # moved: a crop shifted the 8x8 grid
+    assert float(gate.blockiness(unit(np.full((16, 16, 3), 90, np.uint8)))[0]) == 0.0  # flat: no steps at all
+    assert np.isfinite(gate.blockiness(tf.random.uniform((1, 8, 8, 3)))).all()  # the smallest signature input
+
+
+def test_the_share_is_zero_for_a_clean_photograph_and_rises_with_noise_or_blocks():
+    images = unit(PHOTO, PHOTO, PHOTO, jpeg(PHOTO, 20))
+    sigma = tf.constant([[0.0], [2.0], [25.0], [0.0]]) / 255.0
+    assert gate.weight(images, sigma).numpy().tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_blend_is_the_input_at_zero_and_the_restoration_at_one():
+    images, restored = PHOTO[None], 255 - PHOTO[None]
+    np.testing.assert_array_equal(gate.blend(images, restored, tf.constant([0.0])).numpy(), images)
+    np.testing.assert_array_equal(gate.blend(images, restored, tf.constant([1.0])).numpy(), restored)
+
+
+def test_a_served_model_returns_a_clean_photograph_bit_for_bit_and_restores_a_noisy_one(tiny_model_dir):  # noqa: F811
+    loaded = tf.saved_model.load(tiny_model_dir)
+    blind, known = loaded.signatures["serving_default"], loaded.signatures["known_noise"]
+    noisy = add_noise(PHOTO, 25, 0, 0)
+    out = blind(images=tf.constant(np.stack([PHOTO, noisy])))["reconstruction"].numpy()
+    np.testing.assert_array_equal(out[0], PHOTO)
+    assert np.abs(out[1].astype(int) - noisy).mean() > 1  # the few-step network, let through
+    told = known(images=tf.constant(PHOTO[None]), sigma=tf.constant([0.0]))["reconstruction"].numpy()[0]
+    np.testing.assert_array_equal(told, PHOTO)
+    assert json.loads((Path(tiny_model_dir) / "aeops_model.json").read_text())["gate"] == gate.describe()
