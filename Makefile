@@ -58,7 +58,7 @@ training-data: $(STAMP)
 	$(PY) -m aeops ingest $(TRAINING_DATA)/photos --output $(TRAINING_DATA)/shards/train --num-shards 4
 
 # The shipped model, in two stages: configs/pretrained.yaml trains on the embedded sample set (180 min of CPU),
-# then configs/pretrained-photos.yaml continues those weights on the photographs of `make training-data` (to 290
+# then configs/pretrained-photos.yaml continues those weights on the photographs of `make training-data` (to 278
 # min in all). Each stage resumes from its build/*/checkpoints. Nothing under build/ survives a new machine, so
 # stage 2 starts from the committed checkpoint in $(COMMITTED_CHECKPOINT) when it has none of its own (a spent
 # budget then just exports it again); COMMITTED_CHECKPOINT= and rm -rf build/pretrained* start from scratch.

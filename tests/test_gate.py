@@ -1,4 +1,4 @@
-"""The export's do-no-harm gate (aeops.model.gate): what it reads, and a served model leaving a clean photograph alone."""
+"""The export's do-no-harm gate (aeops.model.gate): what it reads; a served model leaves a clean photograph alone."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_blockiness_reads_jpeg_seams_wherever_the_grid_lies():
 def test_the_share_is_zero_for_a_clean_photograph_and_rises_with_noise_or_blocks():
     images = unit(PHOTO, PHOTO, PHOTO, jpeg(PHOTO, 20))
     sigma = tf.constant([[0.0], [2.0], [25.0], [0.0]]) / 255.0
-    assert gate.weight(images, sigma).numpy().tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert gate.shares(images, sigma).numpy().tolist() == [0.0, 0.5, 1.0, 1.0]
 
 
 def test_blend_is_the_input_at_zero_and_the_restoration_at_one():

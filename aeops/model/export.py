@@ -120,7 +120,7 @@ class Denoiser(tf.Module):
         """The network's restoration, of which each image gets the share :mod:`aeops.model.gate` reads."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         restored = restore(self.network, pad_to_multiple(images, self.m), noise)[:, :height, :width, :]
-        return {"reconstruction": gate.blend(images, restored, gate.weight(to_unit(images), noise))}
+        return {"reconstruction": gate.blend(images, restored, gate.shares(to_unit(images), noise))}
 
 
 def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
