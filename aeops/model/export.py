@@ -117,10 +117,12 @@ class Denoiser(tf.Module):
         return self._restore(images, sigma[:, None] / 255.0)
 
     def _restore(self, images, noise):
-        """The network's restoration, of which each image gets the share :mod:`aeops.model.gate` reads."""
+        """The network's restoration, told the noise level and given the share :mod:`aeops.model.gate` reads."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        restored = restore(self.network, pad_to_multiple(images, self.m), noise)[:, :height, :width, :]
-        return {"reconstruction": gate.blend(images, restored, gate.shares(to_unit(images), noise))}
+        seams = gate.seam_profile(images)
+        told = gate.network_noise(noise, seams)
+        restored = restore(self.network, pad_to_multiple(images, self.m), told)[:, :height, :width, :]
+        return {"reconstruction": gate.blend(images, restored, gate.shares(noise, seams))}
 
 
 def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
