@@ -113,7 +113,8 @@ class Denoiser(tf.Module):
     def serve_known_noise(self, images, sigma):
         """The second signature, ``known_noise``: told each image's Gaussian sigma (0-255 scale) instead of
         estimating it - when the pipeline added the noise itself, its lineage holds the exact value, and
-        ``sigma = 0`` says "clean", which the estimate misreads on dense texture."""
+        ``sigma = 0`` says "no Gaussian noise", which the estimate misreads on dense texture. JPEG is read from
+        the pixels in both signatures (:func:`aeops.model.gate.network_noise`)."""
         return self._restore(images, sigma[:, None] / 255.0)
 
     def _restore(self, images, noise):
