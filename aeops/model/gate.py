@@ -74,10 +74,15 @@ def _ramp(value: tf.Tensor, bounds: tuple[float, float]) -> tf.Tensor:
     return tf.clip_by_value((value - bounds[0]) / (bounds[1] - bounds[0]), 0.0, 1.0)
 
 
+def _noise_shows(sigma: tf.Tensor) -> tf.Tensor:
+    """How plainly a noise level ``(b, 1)`` (0-1 scale) shows noise, ``(b,)`` in [0, 1], along ``SIGMA_RAMP``."""
+    return _ramp(sigma[:, 0] * 255.0, SIGMA_RAMP)
+
+
 def shares(sigma: tf.Tensor, profile: tf.Tensor) -> tf.Tensor:
     """Each image's share of the restoration, ``(b,)`` in [0, 1], from its noise level ``(b, 1)`` (0-1 scale)
     and its :func:`seam_profile`."""
-    return tf.maximum(_ramp(sigma[:, 0] * 255.0, SIGMA_RAMP), _ramp(blockiness(profile), BLOCKINESS_RAMP))
+    return tf.maximum(_noise_shows(sigma), _ramp(blockiness(profile), BLOCKINESS_RAMP))
 
 
 def network_noise(sigma: tf.Tensor, profile: tf.Tensor) -> tf.Tensor:
@@ -86,8 +91,7 @@ def network_noise(sigma: tf.Tensor, profile: tf.Tensor) -> tf.Tensor:
     noise-free (fading out along ``SIGMA_RAMP``): compression leaves no fine noise, and in a noisy image the
     seams are the photograph's own camera JPEG, which the reference holds too."""
     jpeg = tf.clip_by_value(SIGMA_PER_SEAM_STEP * (seam_step(profile) - PHOTO_SEAM_STEP), 0.0, MAX_JPEG_SIGMA)
-    unseen = 1.0 - _ramp(sigma[:, 0] * 255.0, SIGMA_RAMP)
-    return tf.maximum(sigma, (unseen * jpeg)[:, None] / 255.0)
+    return tf.maximum(sigma, ((1.0 - _noise_shows(sigma)) * jpeg)[:, None] / 255.0)
 
 
 def blend(images: tf.Tensor, restored: tf.Tensor, share: tf.Tensor) -> tf.Tensor:
