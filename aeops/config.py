@@ -232,7 +232,7 @@ class TrainConfig(Strict):
     model_dir: str | None = Field(None, description="where checkpoints and the SavedModel go")
     model: ModelConfig = ModelConfig()
     corruption: CorruptionConfig = CorruptionConfig()
-    loss: Literal["mse", "l1", "ssim", "mse+ssim"] = "mse"
+    loss: Literal["mse", "log-mse", "l1", "ssim", "mse+ssim"] = "mse"
     batch_size: int = Field(16, ge=1, le=1024)
     crop_size: int = Field(96, ge=16, le=1024)
     steps_per_epoch: int = Field(200, ge=1)

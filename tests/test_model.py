@@ -166,6 +166,20 @@ def test_losses_are_zero_for_a_perfect_restoration(name):
     assert float(losses.get(name)(clean, 1 - clean)) > 0.01
 
 
+def test_log_mse_counts_a_db_at_low_noise_like_one_at_high_noise():
+    """Halving the error of a lightly noisy image is worth about as much as halving a heavily noisy one's
+    (a dB each), where the batch MSE values it a hundredth as much."""
+    clean = tf.fill((2, 16, 16, 3), 0.5)
+    signs = tf.sign(tf.random.stateless_normal((2, 16, 16, 3), [0, 3]))
+    restored = clean + signs * tf.reshape([15.0 / 255, 150.0 / 255], (2, 1, 1, 1))
+    halved = [clean + signs * tf.reshape(scales, (2, 1, 1, 1)) / 255
+              for scales in ([15.0 / 2**0.5, 150.0], [15.0, 150.0 / 2**0.5])]
+    gains = {name: [float(losses.get(name)(clean, restored) - losses.get(name)(clean, h)) for h in halved]
+             for name in ("mse", "log-mse")}
+    assert gains["mse"][0] == pytest.approx(gains["mse"][1] / 100, rel=1e-3)
+    assert 0.85 * gains["log-mse"][1] < gains["log-mse"][0] <= gains["log-mse"][1]
+
+
 def test_split_hash_is_stable_and_not_pythons_hash():
     assert data.split_fraction(b"astronaut") == data.split_fraction(b"astronaut")
     assert data.split_fraction(b"abc") == int("ba7816bf8f01cfea", 16) / 2**64  # the first 8 bytes of sha256("abc")
