@@ -57,24 +57,29 @@ training-data: $(STAMP)
 	$(PY) -m aeops.training_data --work $(TRAINING_DATA)
 	$(PY) -m aeops ingest $(TRAINING_DATA)/photos --output $(TRAINING_DATA)/shards/train --num-shards 4
 
-# The shipped model, in two stages: configs/pretrained.yaml trains on the embedded sample set (180 min of CPU),
-# then configs/pretrained-photos.yaml continues those weights on the photographs of `make training-data` (to 278
-# min in all). Each stage resumes from its build/*/checkpoints. Nothing under build/ survives a new machine, so
-# stage 2 starts from the committed checkpoint in $(COMMITTED_CHECKPOINT) when it has none of its own (a spent
-# budget then just exports it again); COMMITTED_CHECKPOINT= and rm -rf build/pretrained* start from scratch.
+# The shipped model, in three stages: configs/pretrained.yaml trains on the embedded sample set (180 min of CPU),
+# configs/pretrained-photos.yaml continues those weights on the photographs of `make training-data` (to 278 min in
+# all), and configs/pretrained-balanced.yaml continues those with the noise-balanced loss (to 388 min). Each stage
+# resumes from its build/*/checkpoints. Nothing under build/ survives a new machine, so stages 2 and 3 start from
+# their committed checkpoints in $(COMMITTED_CHECKPOINTS)/ when they have none of their own (a spent budget then
+# just exports it again); COMMITTED_CHECKPOINTS= and rm -rf build/pretrained* start from scratch.
 PRETRAINED_WORK ?= build/pretrained
 PHOTOS_WORK ?= build/pretrained-photos
-COMMITTED_CHECKPOINT ?= checkpoints/pretrained-photos
+BALANCED_WORK ?= build/pretrained-balanced
+COMMITTED_CHECKPOINTS ?= checkpoints
 PRETRAINED_DIR := aeops/pretrained/denoiser
 pretrained: training-data
-	if [ ! -d $(PHOTOS_WORK)/checkpoints ] && [ -n "$(COMMITTED_CHECKPOINT)" ] && [ -d "$(COMMITTED_CHECKPOINT)" ]; then \
-		mkdir -p $(PHOTOS_WORK) && cp -r $(COMMITTED_CHECKPOINT) $(PHOTOS_WORK)/checkpoints; fi
+	for stage in $(PHOTOS_WORK):pretrained-photos $(BALANCED_WORK):pretrained-balanced; do \
+		work=$${stage%%:*}; committed=$(COMMITTED_CHECKPOINTS)/$${stage##*:}; \
+		if [ ! -d $$work/checkpoints ] && [ -n "$(COMMITTED_CHECKPOINTS)" ] && [ -d $$committed ]; then \
+			mkdir -p $$work && cp -r $$committed $$work/checkpoints; fi; done
 	if [ ! -d $(PHOTOS_WORK)/checkpoints ]; then \
 		$(PY) -m aeops train --config configs/pretrained.yaml --model-dir $(PRETRAINED_WORK); fi
 	$(PY) -m aeops train --config configs/pretrained-photos.yaml --model-dir $(PHOTOS_WORK)
+	$(PY) -m aeops train --config configs/pretrained-balanced.yaml --model-dir $(BALANCED_WORK)
 	rm -rf $(PRETRAINED_DIR) && mkdir -p $(PRETRAINED_DIR)
-	cp -r $(PHOTOS_WORK)/saved_model.pb $(PHOTOS_WORK)/fingerprint.pb $(PHOTOS_WORK)/variables \
-		$(PHOTOS_WORK)/aeops_model.json $(PRETRAINED_DIR)/
+	cp -r $(BALANCED_WORK)/saved_model.pb $(BALANCED_WORK)/fingerprint.pb $(BALANCED_WORK)/variables \
+		$(BALANCED_WORK)/aeops_model.json $(PRETRAINED_DIR)/
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

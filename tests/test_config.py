@@ -17,7 +17,8 @@ def write(tmp_path, text):
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = {"local.yaml": PipelineConfig, "all-ops.yaml": PipelineConfig, "dataflow.yaml": PipelineConfig,
            "dataflow-gpu.yaml": PipelineConfig, "train.yaml": TrainConfig, "pretrained.yaml": TrainConfig,
-           "pretrained-photos.yaml": TrainConfig, "pretrained-fast.yaml": TrainConfig}
+           "pretrained-photos.yaml": TrainConfig, "pretrained-balanced.yaml": TrainConfig,
+           "pretrained-fast.yaml": TrainConfig}
 
 
 def test_every_shipped_config_is_known():

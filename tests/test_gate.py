@@ -11,6 +11,7 @@ import tensorflow as tf
 from aeops import codec
 from aeops.evaluate import add_noise
 from aeops.model import gate
+from aeops.model.export import Denoiser
 from aeops.sample import data_dir
 
 PHOTO = codec.decode((data_dir() / "chelsea.png").read_bytes())[:128, :128]  # 128x128 of a clean PNG photograph
@@ -75,3 +76,26 @@ def test_a_served_model_tells_its_network_the_strength_of_the_jpeg_it_sees(tiny_
     blind = loaded.signatures["serving_default"](images=q20)["reconstruction"].numpy()
     told = loaded.signatures["known_noise"](images=q20, sigma=tf.constant([gate.MAX_JPEG_SIGMA]))
     np.testing.assert_array_equal(blind, told["reconstruction"].numpy())
+
+
+class CountingNetwork(tf.Module):
+    """An identity "network" that counts the images it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = tf.Variable(0, dtype=tf.int32)
+
+    def __call__(self, inputs, training=False):
+        self.seen.assign_add(tf.shape(inputs[0])[0])
+        return inputs[0]
+
+
+def test_only_the_images_the_gate_lets_through_reach_the_network():
+    network = CountingNetwork()
+    module = Denoiser(network, 8)
+    noisy = add_noise(PHOTO, 25, 0, 0)
+    out = module.serve(tf.constant(np.stack([PHOTO, noisy, PHOTO[::-1]])))["reconstruction"].numpy()
+    assert int(network.seen) == 1
+    np.testing.assert_array_equal(out, np.stack([PHOTO, noisy, PHOTO[::-1]]))
+    module.serve(tf.constant(np.stack([PHOTO, PHOTO[::-1]])))
+    assert int(network.seen) == 1  # a clean batch: the network never runs

@@ -118,12 +118,24 @@ class Denoiser(tf.Module):
         return self._restore(images, sigma[:, None] / 255.0)
 
     def _restore(self, images, noise):
-        """The network's restoration, told the noise level and given the share :mod:`aeops.model.gate` reads."""
+        """The network's restoration, told the noise level and given the share :mod:`aeops.model.gate` reads.
+
+        Only the images whose share is above 0 go through the network: the others come back as they are
+        whatever it would say, and a clean dataset, most of what flows through the pipeline, then costs the
+        gate's readings (a few ms) instead of the network's (~90 ms per 256x256 image on one thread).
+        """
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         seams = gate.seam_profile(images)
-        told = gate.network_noise(noise, seams)
-        restored = restore(self.network, pad_to_multiple(images, self.m), told)[:, :height, :width, :]
-        return {"reconstruction": gate.blend(images, restored, gate.shares(noise, seams))}
+        share = gate.shares(noise, seams)
+        acted = tf.where(share > 0.0)[:, 0]
+
+        def restored():
+            told = tf.gather(gate.network_noise(noise, seams), acted)
+            out = restore(self.network, pad_to_multiple(tf.gather(images, acted), self.m), told)
+            return tf.tensor_scatter_nd_update(images, acted[:, None], out[:, :height, :width, :])
+
+        restored = tf.cond(tf.size(acted) > 0, restored, lambda: images)
+        return {"reconstruction": gate.blend(images, restored, share)}
 
 
 def float32_copy(network: keras.Model, architecture: dict[str, Any]) -> keras.Model:
