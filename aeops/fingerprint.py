@@ -68,7 +68,10 @@ def _gcs_inputs(pattern: str, paths: list[str]) -> list[dict[str, Any]]:
     return [found[path] for path in sorted(found)]
 
 
-SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+# Not fingerprint.pb: TensorFlow writes a fresh random UUID into it on every save, so the same graph and weights,
+# exported twice, would hash as two models, and a regeneration job would publish a new version for nothing.
+# It is derived from the files that do count.
+SAVED_MODEL_PARTS = ("saved_model.pb", "variables", "assets")
 
 
 def model_sha256(model_dir: str) -> str:
