@@ -129,12 +129,12 @@ class Denoiser(tf.Module):
         share = gate.shares(noise, seams)
         acted = tf.where(share > 0.0)[:, 0]
 
-        def restored():
+        def through_network():
             told = tf.gather(gate.network_noise(noise, seams), acted)
             out = restore(self.network, pad_to_multiple(tf.gather(images, acted), self.m), told)
             return tf.tensor_scatter_nd_update(images, acted[:, None], out[:, :height, :width, :])
 
-        restored = tf.cond(tf.size(acted) > 0, restored, lambda: images)
+        restored = tf.cond(tf.size(acted) > 0, through_network, lambda: images)
         return {"reconstruction": gate.blend(images, restored, share)}
 
 

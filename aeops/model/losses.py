@@ -11,8 +11,12 @@ import tensorflow as tf
 LOG_MSE_FLOOR = (2.0 / 255.0) ** 2
 
 
+def _error(clean, restored):
+    return tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32)
+
+
 def mse(clean, restored):
-    return tf.reduce_mean(tf.square(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32)))
+    return tf.reduce_mean(tf.square(_error(clean, restored)))
 
 
 def log_mse(clean, restored):
@@ -24,13 +28,12 @@ def log_mse(clean, restored):
     sigma 15 counts about as much as one at sigma 50; the floor stops clean samples, which a residual net
     restores almost exactly, from taking over. Zero for a perfect restoration, like the others.
     """
-    error = tf.square(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32))
-    per_image = tf.reduce_mean(error, axis=[1, 2, 3])
+    per_image = tf.reduce_mean(tf.square(_error(clean, restored)), axis=[1, 2, 3])
     return tf.reduce_mean(10.0 * tf.math.log(1.0 + per_image / LOG_MSE_FLOOR) / tf.math.log(10.0))
 
 
 def l1(clean, restored):
-    return tf.reduce_mean(tf.abs(tf.cast(clean, tf.float32) - tf.cast(restored, tf.float32)))
+    return tf.reduce_mean(tf.abs(_error(clean, restored)))
 
 
 def ssim(clean, restored):
